@@ -1,0 +1,55 @@
+# cardlab — `make run` runs the whole pipeline at the default preset, `make test` runs the test suite.
+# Both create or refresh .venv/ from the lock file (uv.lock); only python3.11 and make are needed.
+SHELL := /bin/bash
+PY ?= python3.11
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export MPLBACKEND := Agg
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint format ui lab repro-check bench clean-outputs venv venv-dev
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PY) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+venv: $(UV) ## create/refresh .venv from uv.lock (runtime deps)
+	$(UV) sync --frozen --python $(PY) --inexact --quiet
+
+venv-dev: $(UV) ## create/refresh .venv from uv.lock with the dev extras
+	$(UV) sync --frozen --python $(PY) --extra dev --quiet
+
+run: venv ## run the whole DVC pipeline at the default preset (params.yaml) and summarise
+	$(BIN)/dvc repro
+	$(BIN)/cardlab summary
+
+test: venv-dev ## lint + the whole test suite (pipeline-level tests are marked slow)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q
+
+repro-check: venv ## CI check: a second repro does nothing, a forced re-run leaves dvc.lock unchanged
+	bash .ci/repro_check.sh
+
+lint: venv-dev ## ruff lint + format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: venv-dev ## apply ruff formatting
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+ui: venv ## MLflow UI on http://127.0.0.1:5000 over the project's store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000
+
+lab: venv-dev ## JupyterLab with jupytext: notebooks/*.py open as notebooks
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=$(CURDIR)
+
+bench: venv-dev ## run the benchmarks (slow; numbers go in the README)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

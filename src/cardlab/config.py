@@ -1,0 +1,308 @@
+"""The one typed schema of params.yaml.
+
+Every stage loads params.yaml through :func:`load_params` and receives only its own slice
+(``params.simulate``, ``params.features``, ...). Unknown keys, wrong types and out-of-range values stop
+the stage with a :class:`ParamsError` whose message names the offending key, e.g.
+``params.yaml: simulate.workers: Input should be greater than or equal to 1 (got 0)``.
+
+Sections are owned by the stage that reads them; DVC stages list exactly those keys in ``params:``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PRESETS = ("ci", "dev", "bench")
+TASKS = ("credit", "limit", "churn")
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class ParamsError(ValueError):
+    """params.yaml (or an override) is invalid; the message names the key and what would be right."""
+
+
+class StrictModel(BaseModel):
+    """Base for every params section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# simulate: the synthetic world
+# ---------------------------------------------------------------------------------------------------------
+class PresetSize(StrictModel):
+    """Size of one world preset."""
+
+    n_customers: PositiveInt
+    months: Annotated[int, Field(ge=24, le=60)] = 36
+    shard_size: PositiveInt = 10_000
+
+
+class EconomicsParams(StrictModel):
+    """Unit economics of the card, shared by the simulator (statement interest/fees) and by downstream tasks
+    (limit profit, campaign value). Rates are fractions; annual rates are converted to monthly as rate / 12."""
+
+    interchange_rate: Annotated[float, Field(ge=0, le=0.05)] = 0.006  # bank share of spend (fraction)
+    apr: Annotated[float, Field(ge=0, le=1)] = 0.1825  # annual interest on revolving balance (0.05 %/day)
+    funding_rate_annual: Annotated[float, Field(ge=0, le=1)] = 0.03  # cost of funds on drawn balance
+    reward_rate: Annotated[float, Field(ge=0, le=0.05)] = 0.005  # points cost on all card spend
+    platform_reward_bonus: Annotated[float, Field(ge=0, le=0.05)] = 0.01  # extra points on platform spend
+    lgd: Probability = 0.85  # loss given default (fraction of exposure at default)
+    late_fee_rate: Annotated[float, Field(ge=0, le=0.2)] = 0.05  # of the unpaid minimum due
+    cash_advance_fee_rate: Annotated[float, Field(ge=0, le=0.1)] = 0.01  # of the cash advanced
+    min_due_rate: Annotated[float, Field(gt=0, le=1)] = 0.10  # minimum payment as share of balance
+    min_due_floor_fen: Annotated[int, Field(ge=0)] = 10_000  # minimum payment floor (100 yuan)
+
+
+class SimulateParams(StrictModel):
+    """Knobs of the world simulator (``cardlab simulate``)."""
+
+    preset: Literal["ci", "dev", "bench"] = "ci"
+    seed: Annotated[int, Field(ge=0)] = 7
+    workers: PositiveInt = 2
+    start_month: date = date(2023, 1, 1)
+    presets: dict[str, PresetSize] = Field(
+        default_factory=lambda: {
+            "ci": PresetSize(n_customers=20_000, months=36, shard_size=10_000),
+            "dev": PresetSize(n_customers=200_000, months=36, shard_size=25_000),
+            "bench": PresetSize(n_customers=1_000_000, months=24, shard_size=50_000),
+        }
+    )
+    # signal-to-noise of observables about the latent traits: higher -> a better Bayes-optimal model
+    signal_to_noise: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
+    # macro shock: months after start_month when stress rises, and how much (multiplier on default hazard)
+    shock_month: Annotated[int, Field(ge=1)] = 24
+    shock_size: Annotated[float, Field(ge=1.0, le=5.0)] = 1.6
+    # share of invited applicants routed to the randomised initial-limit test cell
+    limit_test_cell_share: Probability = 0.15
+    # share of reviewed accounts routed to the randomised line-increase cells
+    review_test_cell_share: Probability = 0.2
+    # retention campaign: share of eligible accounts held out as a random control group
+    retention_control_share: Probability = 0.3
+    n_decoys: Annotated[int, Field(ge=0, le=20)] = 3
+    # validate every raw shard against its pandera schema before writing (slower on large presets)
+    validate_schemas: bool = True
+    economics: EconomicsParams = Field(default_factory=EconomicsParams)
+
+    @model_validator(mode="after")
+    def _preset_known(self) -> SimulateParams:
+        if self.preset not in self.presets:
+            raise ValueError(f"preset {self.preset!r} is not among presets {sorted(self.presets)}")
+        return self
+
+    @property
+    def size(self) -> PresetSize:
+        return self.presets[self.preset]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# features: snapshot datasets
+# ---------------------------------------------------------------------------------------------------------
+class SplitParams(StrictModel):
+    """Time split of snapshot rows, in months after the world's start month (0-based, inclusive ranges).
+
+    ``train`` = snapshot months < valid_start; ``valid`` = [valid_start, oot_start); ``oot`` = >= oot_start.
+    """
+
+    valid_start: Annotated[int, Field(ge=1)] = 15
+    oot_start: Annotated[int, Field(ge=2)] = 21
+    oot_end: Annotated[int, Field(ge=3)] = 23
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SplitParams:
+        if not self.valid_start < self.oot_start <= self.oot_end:
+            raise ValueError("need valid_start < oot_start <= oot_end")
+        return self
+
+
+class FeaturesParams(StrictModel):
+    windows: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 6, 12])
+    credit_horizon_months: PositiveInt = 12
+    churn_gap_months: Annotated[int, Field(ge=0)] = 1
+    churn_horizon_months: PositiveInt = 3
+    silent_months: PositiveInt = 3
+    split: SplitParams = Field(default_factory=SplitParams)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# modelling: tuning and training shared by the three tasks
+# ---------------------------------------------------------------------------------------------------------
+class SearchSpace(StrictModel):
+    max_depth: tuple[int, int] = (2, 6)
+    learning_rate: tuple[float, float] = (0.02, 0.3)
+    min_child_weight: tuple[float, float] = (1.0, 50.0)
+    subsample: tuple[float, float] = (0.6, 1.0)
+    colsample_bytree: tuple[float, float] = (0.5, 1.0)
+    reg_lambda: tuple[float, float] = (0.1, 20.0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SearchSpace:
+        for name, (lo, hi) in self.model_dump().items():
+            if lo > hi:
+                raise ValueError(f"{name}: lower bound {lo} exceeds upper bound {hi}")
+        return self
+
+
+class TuneParams(StrictModel):
+    n_trials: PositiveInt = 20
+    timeout_s: PositiveInt | None = None
+    num_boost_round: PositiveInt = 400
+    early_stopping_rounds: PositiveInt = 30
+    # None -> a journal file experiments/<task>/optuna.journal; any RDB URL (sqlite:///...) works too
+    storage: str | None = None
+    search_space: SearchSpace = Field(default_factory=SearchSpace)
+    nthread: PositiveInt = 2
+
+
+class CreditParams(StrictModel):
+    # score scale: base_points at base_odds (good:bad), pdo points to double the odds
+    base_points: float = 600.0
+    base_odds: Annotated[float, Field(gt=0)] = 50.0
+    pdo: Annotated[float, Field(gt=0)] = 20.0
+    n_grades: Annotated[int, Field(ge=3, le=30)] = 10
+    bootstrap: Annotated[int, Field(ge=10)] = 200
+    # challenger alias only when these hold on OOT
+    min_oot_auc: Probability = 0.70
+    max_oot_psi: Annotated[float, Field(gt=0)] = 0.25
+
+
+class LimitParams(StrictModel):
+    line_grid_yuan: list[PositiveInt] = Field(
+        default_factory=lambda: [2_000, 5_000, 10_000, 20_000, 30_000, 50_000]
+    )
+    exposure_budget_share: Annotated[float, Field(gt=0, le=2.0)] = 1.0
+    expected_loss_cap_share: Annotated[float, Field(gt=0, le=2.0)] = 1.0
+    lgd: Probability = 0.85
+    funding_rate_annual: Annotated[float, Field(ge=0, le=1)] = 0.03
+
+
+class ChurnParams(StrictModel):
+    campaign_capacity_share: Probability = 0.1
+    offer_cost_yuan: Annotated[float, Field(ge=0)] = 50.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# report: portfolio operations (lifecycle KPIs, vintage / roll-rate, campaign evaluation)
+# ---------------------------------------------------------------------------------------------------------
+class ReportParams(StrictModel):
+    """Knobs of the portfolio report (``cardlab report``); definitions are in docs/portfolio.md."""
+
+    # activation windows after card open, in days
+    activation_windows_days: list[PositiveInt] = Field(default_factory=lambda: [30, 90])
+    # an open card is dormant after this many consecutive months without purchases or cash advances
+    dormant_months: PositiveInt = 6
+    # ... and "silent" (the long-dormant share reported separately) after this many
+    silent_months: PositiveInt = 18
+    # booking vintage granularity for KPI cuts and vintage curves
+    vintage_granularity: Literal["month", "quarter"] = "quarter"
+    # vintage curves are drawn up to this many months on book
+    vintage_max_mob: Annotated[int, Field(ge=3, le=60)] = 24
+    # credit bad definition being justified: ever `bad_dpd`+ days past due within `bad_horizon_months`
+    bad_dpd: Annotated[int, Field(ge=30)] = 90
+    bad_horizon_months: PositiveInt = 12
+    # margin per account: interchange earned on purchases and annual funding cost of balances
+    interchange_rate: Annotated[float, Field(ge=0.0, le=0.05)] = 0.006
+    funding_rate_annual: Annotated[float, Field(ge=0.0, le=1.0)] = 0.03
+    # campaign evaluation
+    ci_level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    churn_horizon_months: PositiveInt = 3
+    cuped_pre_months: PositiveInt = 3
+    # offer cost per treated account (yuan) when the raw data does not record it
+    offer_cost_yuan: Annotated[float, Field(ge=0)] = 50.0
+    # how many months of margin a retained account is worth in the incremental-ROI numerator
+    retained_value_months: PositiveInt = 12
+    # share of the randomised population designed to be held out; None -> read from the world's manifest
+    design_control_share: Probability | None = None
+    # SRM alarm threshold on the chi-square p-value
+    srm_alpha: Probability = 0.001
+
+
+class TrackingParams(StrictModel):
+    experiment_prefix: str = "cardlab"
+
+
+class Params(StrictModel):
+    """Root of params.yaml."""
+
+    simulate: SimulateParams = Field(default_factory=SimulateParams)
+    features: FeaturesParams = Field(default_factory=FeaturesParams)
+    tune: TuneParams = Field(default_factory=TuneParams)
+    credit: CreditParams = Field(default_factory=CreditParams)
+    limit: LimitParams = Field(default_factory=LimitParams)
+    churn: ChurnParams = Field(default_factory=ChurnParams)
+    tracking: TrackingParams = Field(default_factory=TrackingParams)
+    report: ReportParams = Field(default_factory=ReportParams)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------------------------
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        got = e.get("input")
+        got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; allowed keys are the fields of this section)"
+        lines.append(f"{source}: {key}: {msg}{got_txt}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any] | None, source: str = "params.yaml") -> Params:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: top level must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_validation_error(err, source)) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (value parsed as YAML) to a raw params mapping."""
+    raw = json.loads(json.dumps(raw, default=str))
+    for item in overrides:
+        if "=" not in item:
+            raise ParamsError(f"override {item!r}: expected KEY=VALUE, e.g. simulate.seed=11")
+        key, value = item.split("=", 1)
+        node = raw
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ParamsError(f"override {item!r}: {p} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    """Load and validate params.yaml; missing file -> defaults only if ``path`` is the default and absent."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: params file not found (run from the repo root or pass --params)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if overrides:
+        raw = apply_overrides(raw or {}, overrides)
+    return parse_params(raw, source=str(path.name))
+
+
+def params_hash(section: BaseModel | dict[str, Any]) -> str:
+    """Stable short hash of a params slice (used as an MLflow tag joining runs to params)."""
+    data = section.model_dump(mode="json") if isinstance(section, BaseModel) else section
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,123 @@
+"""Shared XGBoost training for the three tasks.
+
+A :class:`TaskData` holds the prepared matrices of one task (feature order fixed by the feature
+dictionary); :func:`fit_booster` is a thin wrapper over ``xgb.train`` (the benchmark in
+``benchmarks/bench_training.py`` keeps its overhead under 1.1x a bare ``xgb.train``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from cardlab.config import TuneParams
+
+SEED = 20231101  # fixed: XGBoost's own sampling seed; study-level randomness comes from params
+
+
+@dataclass
+class TaskData:
+    """Snapshot rows of one task split by time, with the feature list and monotone directions."""
+
+    frames: dict[str, pd.DataFrame]
+    features: list[str]
+    directions: dict[str, int] = field(default_factory=dict)
+    label: str = "label"
+
+    def matrix(self, split: str, *, weight: np.ndarray | None = None) -> xgb.DMatrix:
+        df = self.frames[split]
+        return xgb.DMatrix(
+            df[self.features].astype("float32"),
+            label=df[self.label].to_numpy(dtype="float32"),
+            weight=weight,
+            feature_names=self.features,
+            nthread=2,
+        )
+
+    @property
+    def monotone(self) -> str:
+        """XGBoost ``monotone_constraints`` string in feature order (+1 increasing risk, -1 decreasing)."""
+        return "(" + ",".join(str(int(self.directions.get(f, 0))) for f in self.features) + ")"
+
+
+def read_dictionary(features_root: Path) -> list[dict[str, Any]]:
+    path = Path(features_root) / "feature_dictionary.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `dvc repro features` (or `cardlab features`)")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data["features"] if isinstance(data, dict) else data
+
+
+def task_features(dictionary: list[dict[str, Any]], task: str) -> tuple[list[str], dict[str, int]]:
+    """Feature names used by ``task`` and their business directions (for monotone constraints)."""
+    names, directions = [], {}
+    for entry in dictionary:
+        tasks = entry.get("tasks")
+        if tasks is not None and task not in tasks:
+            continue
+        if entry.get("is_feature", True) is False:
+            continue
+        direction = entry.get("direction", 0)
+        if isinstance(direction, dict):
+            direction = direction.get(task, 0)
+        names.append(entry["name"])
+        directions[entry["name"]] = int(direction or 0)
+    if not names:
+        raise ValueError(f"feature dictionary lists no features for task {task!r}")
+    return names, directions
+
+
+def base_params(tune: TuneParams, objective: str = "binary:logistic", eval_metric: str = "auc") -> dict:
+    return {
+        "objective": objective,
+        "eval_metric": eval_metric,
+        "tree_method": "hist",
+        "nthread": tune.nthread,
+        "seed": SEED,
+        "verbosity": 0,
+    }
+
+
+def fit_booster(
+    params: dict[str, Any],
+    dtrain: xgb.DMatrix,
+    dvalid: xgb.DMatrix | None,
+    *,
+    num_boost_round: int,
+    early_stopping_rounds: int | None,
+    callbacks: list[Any] | None = None,
+) -> xgb.Booster:
+    """Train with early stopping on ``dvalid``; the returned booster is trimmed to its best iteration."""
+    evals = [(dvalid, "valid")] if dvalid is not None else []
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=num_boost_round,
+        evals=evals,
+        early_stopping_rounds=early_stopping_rounds if dvalid is not None else None,
+        callbacks=callbacks,
+        verbose_eval=False,
+    )
+    if dvalid is not None and early_stopping_rounds:
+        booster = booster[: booster.best_iteration + 1]
+    return booster
+
+
+def save_booster(booster: xgb.Booster, path: Path) -> None:
+    """Save in XGBoost's UBJSON format (deterministic bytes for the same trees)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(path))
+
+
+def load_booster(path: Path) -> xgb.Booster:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} is missing: run the train stage first")
+    booster = xgb.Booster()
+    booster.load_model(str(path))
+    return booster

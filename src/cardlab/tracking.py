@@ -1,0 +1,228 @@
+"""The only module that talks to MLflow.
+
+Default store: ``sqlite:///<repo>/mlflow.db`` with artifacts under ``<repo>/mlartifacts/`` (absolute paths,
+never relative to the working directory, never the deprecated ``mlruns/`` file store).
+``MLFLOW_TRACKING_URI`` overrides the store.
+
+Every run gets a readable name, a description and tags that join it to git and DVC: git commit and dirty
+flag, DVC stage name, params hash and input data digest; the datasets it read are logged with
+``mlflow.log_input``. Metrics logged here are the same dicts the stage writes to
+``experiments/<task>/metrics.json`` (one owner per fact).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.tracking import MlflowClient
+
+from cardlab.artifacts import dir_digest
+
+REGISTERED = {"credit": "cardlab-credit", "limit": "cardlab-limit", "churn": "cardlab-churn"}
+ALIASES = ("challenger", "champion")
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", module="mlflow")
+
+
+def repo_root() -> Path:
+    """The repository root: ``CARDLAB_ROOT`` if set, else the nearest folder above cwd with dvc.yaml."""
+    env = os.environ.get("CARDLAB_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for cand in (here, *here.parents):
+        if (cand / "dvc.yaml").exists() or (cand / "pyproject.toml").exists():
+            return cand
+    return here
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    return (repo_root() / "mlartifacts").as_uri()
+
+
+def configure() -> str:
+    """Point mlflow at the project store; returns the tracking URI.
+
+    Under ``mlflow run`` the MLproject's own run id arrives in ``MLFLOW_RUN_ID``; each stage still opens
+    its own run (tagged ``mlproject_run_id``) instead of silently resuming that one.
+    """
+    parent = os.environ.pop("MLFLOW_RUN_ID", None)
+    if parent:
+        os.environ["CARDLAB_MLPROJECT_RUN_ID"] = parent
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def experiment(name: str) -> str:
+    """Get or create an experiment whose artifacts live under ``<repo>/mlartifacts/<name>``."""
+    configure()
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = f"{artifact_root()}/{name}"
+    return client.create_experiment(name, artifact_location=location)
+
+
+def git_state() -> dict[str, str]:
+    """Commit hash and dirty flag of the repo, or 'unknown' outside git."""
+    root = repo_root()
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+
+
+def _dataset(path: Path, name: str) -> MetaDataset:
+    digest = dir_digest(path)[:16] if path.exists() else "missing"
+    return MetaDataset(source=resolve_dataset_source(str(path.resolve())), name=name, digest=digest)
+
+
+@contextlib.contextmanager
+def stage_run(
+    *,
+    experiment_name: str,
+    run_name: str,
+    description: str,
+    stage: str,
+    params_hash: str,
+    inputs: dict[str, Path] | None = None,
+    tags: dict[str, str] | None = None,
+    nested: bool = False,
+) -> Iterator[Any]:
+    """Start an MLflow run joined to git/DVC; ``inputs`` maps dataset names to paths read by the stage."""
+    exp_id = experiment(experiment_name)
+    inputs = inputs or {}
+    digest = "-".join(dir_digest(p)[:12] for p in inputs.values() if Path(p).exists()) or "none"
+    all_tags = {
+        **git_state(),
+        "dvc_stage": stage,
+        "params_hash": params_hash,
+        "input_digest": digest,
+        **(tags or {}),
+    }
+    if os.environ.get("CARDLAB_MLPROJECT_RUN_ID"):
+        all_tags["mlproject_run_id"] = os.environ["CARDLAB_MLPROJECT_RUN_ID"]
+    with mlflow.start_run(
+        experiment_id=exp_id, run_name=run_name, nested=nested, tags=all_tags, description=description
+    ) as run:
+        for name, path in inputs.items():
+            mlflow.log_input(_dataset(Path(path), name), context=stage)
+        yield run
+
+
+def log_params(params: dict[str, Any]) -> None:
+    flat = {k: (str(v)[:500]) for k, v in params.items()}
+    mlflow.log_params(flat)
+
+
+def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
+    numeric = {
+        k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    mlflow.log_metrics(numeric, step=step)
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def log_artifacts(path: str | Path, artifact_path: str | None = None) -> None:
+    mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    mlflow.set_tags(tags)
+
+
+def active_run_id() -> str | None:
+    run = mlflow.active_run()
+    return run.info.run_id if run else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# models and the registry
+# ---------------------------------------------------------------------------------------------------------
+def log_xgboost_model(booster: Any, input_example: Any) -> str:
+    """Log an XGBoost booster with signature inferred from ``input_example``; returns the model URI."""
+    import mlflow.xgboost
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(input_example, booster.inplace_predict(input_example))
+    info = mlflow.xgboost.log_model(
+        booster, name="model", signature=signature, input_example=input_example.head(5)
+    )
+    return info.model_uri
+
+
+def register_model(task: str, model_uri: str, *, challenger: bool, description: str) -> int:
+    """Register ``model_uri`` as a new version of ``cardlab-<task>``; alias it ``challenger`` if asked."""
+    configure()
+    name = REGISTERED[task]
+    client = MlflowClient()
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(name, description=f"cardlab {task} model (see docs/tasks/{task}.md)")
+    mv = mlflow.register_model(model_uri, name)
+    client.update_model_version(name, mv.version, description=description)
+    if challenger:
+        client.set_registered_model_alias(name, "challenger", mv.version)
+    return int(mv.version)
+
+
+def promote(task: str) -> tuple[str, int]:
+    """Move the ``champion`` alias to the current ``challenger`` version; returns (name, version)."""
+    configure()
+    name = REGISTERED[task]
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, "challenger")
+    except mlflow.exceptions.MlflowException as err:
+        raise LookupError(f"{name} has no 'challenger' version to promote (run the pipeline first)") from err
+    client.set_registered_model_alias(name, "champion", mv.version)
+    return name, int(mv.version)
+
+
+@contextlib.contextmanager
+def resume_or_start(run_id: str | None, **stage_run_kwargs: Any) -> Iterator[Any]:
+    """Re-open run ``run_id`` if it is in the store (e.g. evaluate adds to train's run), else start one."""
+    configure()
+    if run_id:
+        try:
+            MlflowClient().get_run(run_id)
+        except mlflow.exceptions.MlflowException:
+            run_id = None
+    if run_id:
+        with mlflow.start_run(run_id=run_id) as run:
+            mlflow.set_tag("dvc_stage_last", stage_run_kwargs.get("stage", ""))
+            yield run
+    else:
+        with stage_run(**stage_run_kwargs) as run:
+            yield run
