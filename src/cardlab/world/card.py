@@ -1,0 +1,700 @@
+"""Co-branded card lifecycle of one shard: invitations -> applications -> cards -> monthly statements,
+with line reviews, retention campaigns, dormancy, voluntary closure, delinquency and charge-off.
+
+Vectorised over customers; the only Python loop is over months. Money in fen (int64), months 0-based.
+
+Statement month m of an open card (one row per card-month after the opening month, until close):
+    closing_balance = opening_balance + purchases + cash_advance + interest + fees - payments
+where ``payments`` settle the previous statement (its ``min_due``), ``interest`` = APR/12 on the part of the
+opening balance left unpaid, ``fees`` = late fee (share of the unpaid minimum) + cash-advance fee.
+DPD: a payment below the previous minimum due adds 30 days; paying at least the minimum cures to 0.
+Charge-off closes the card at 180 DPD.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import expit
+
+from cardlab.config import SimulateParams
+from cardlab.world import behaviour as bh
+from cardlab.world import oracle, policies
+from cardlab.world.calendar import macro, month_lengths, month_starts, random_day, season
+from cardlab.world.population import Population, measure
+from cardlab.world.streams import Stream, rng_for
+
+INVITE_CHANNELS = np.array(["app_push", "sms", "checkout_banner", "live_stream"])
+PAYMENT_TYPES = np.array(["none_due", "full", "minimum", "partial", "missed"])
+HORIZON = 12
+
+
+@dataclass
+class CardWorld:
+    """Tables produced by the card lifecycle of one shard (column name -> numpy array)."""
+
+    raw: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    oracle: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    card_usable: np.ndarray | None = None  # (n, months) bool: an activated, open, spendable card
+    activation_day: np.ndarray | None = None  # (n,) activation date (days since epoch), -1 when never
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray] | None:
+    if not parts:
+        return None
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.parts: dict[str, list[dict[str, np.ndarray]]] = {}
+
+    def add(self, table: str, **cols: np.ndarray) -> None:
+        self.parts.setdefault(table, []).append(cols)
+
+    def get(self, table: str) -> dict[str, np.ndarray] | None:
+        """All rows added to ``table`` (None when there are none)."""
+        return _concat(self.parts.get(table, []))
+
+
+def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardWorld:
+    """Run the card lifecycle for one shard's population."""
+    seed, M = params.seed, params.size.months
+    eco = params.economics
+    T = pop.traits
+    cols = pop.columns
+    n = pop.n
+    cid = cols["customer_id"]
+    starts, lengths = (
+        month_starts(params.start_month, M + HORIZON + 1),
+        month_lengths(params.start_month, M + HORIZON),
+    )
+    seas = season(params.start_month, M + HORIZON)
+    mac = macro(M + HORIZON + 1, params.shock_month, params.shock_size)
+
+    r_camp = rng_for(seed, Stream.CAMPAIGNS, shard)
+    r_card = rng_for(seed, Stream.CARD, shard)
+    r_lim = rng_for(seed, Stream.LIMITS, shard)
+    r_pay = rng_for(seed, Stream.PAYMENTS, shard)
+    # common random numbers of the two hazard processes, drawn up front so the oracle can reuse them
+    u_default = rng_for(seed, Stream.DEFAULT, shard).random((n, M))
+    r_churn = rng_for(seed, Stream.CHURN, shard)
+    u_churn = r_churn.random((n, M))
+    u_lapsed_close = r_churn.random((n, M))
+
+    out = _Collector()
+
+    # ---------------- invitations and applications -------------------------------------------------------
+    p_inv = policies.invite_probability(
+        cols["purchase_power"].astype(float), cols["membership_level"].astype(float)
+    )
+    inv_month = r_camp.geometric(p_inv) - 1
+    invited = inv_month <= M - 2
+    inv_idx = np.flatnonzero(invited)
+    inv_m = inv_month[inv_idx]
+    inv_date = random_day(r_camp, inv_m, starts, lengths, 0, 18)
+    inv_channel = INVITE_CHANNELS[r_camp.integers(0, len(INVITE_CHANNELS), len(inv_idx))]
+    campaign_id = (
+        np.array([f"INV-{m:02d}" for m in range(M)])[inv_m] if len(inv_m) else np.zeros(0, dtype=str)
+    )
+    out.add(
+        "invitations",
+        customer_id=cid[inv_idx],
+        campaign_id=campaign_id,
+        invite_date=inv_date,
+        channel=inv_channel,
+    )
+
+    p_apply = expit(
+        0.0 + 0.4 * T.reward_sensitivity[inv_idx] + 0.3 * T.engagement[inv_idx] + 0.35 * T.risk[inv_idx]
+    )
+    applies = r_camp.random(len(inv_idx)) < p_apply
+    a_idx = inv_idx[applies]
+    a_month = inv_m[applies]
+    a_date = inv_date[applies] + r_camp.integers(0, 8, len(a_idx)).astype(np.int32)
+    k_app = len(a_idx)
+    # the platform's own risk read-out (BNPL/order history), a noisy measurement of risk
+    platform_z = measure(r_card, T.risk[a_idx], params.signal_to_noise, 1.1)
+    bureau = cols["bureau_score"][a_idx]
+    score = policies.legacy_score(bureau, platform_z)
+    approved = policies.approve(score, bureau, cols["age"][a_idx])
+    legacy_idx = policies.legacy_initial_line(score, cols["income_band"][a_idx])
+    grid = policies.INITIAL_LINE_GRID_FEN
+    test_cell = r_lim.random(k_app) < params.limit_test_cell_share
+    test_idx = r_lim.integers(0, len(grid), k_app)
+    line_idx = np.where(test_cell, test_idx, legacy_idx)
+    share = params.limit_test_cell_share
+    propensity = share / len(grid) + (1 - share) * (line_idx == legacy_idx)
+    line = grid[line_idx]
+    app_id = cid[a_idx] * 10 + 1
+    out.add(
+        "applications",
+        application_id=app_id,
+        customer_id=cid[a_idx],
+        application_date=a_date,
+        approved=approved,
+        initial_limit=np.where(approved, line, -1),
+        legacy_score=score,
+        limit_cell=np.where(test_cell, "test", "grid"),
+        limit_propensity=np.where(approved, propensity, np.nan),
+        partner_bank=cols["partner_bank"][a_idx],
+    )
+
+    # oracle pd at application: line = offered line (declined: the line the grid would have offered)
+    app_open = np.zeros(n, dtype=np.int64)
+    app_open[a_idx] = a_month
+    h_app, q_app = _hazards(a_idx, a_month + 1, line.astype(float), T, mac, app_open)
+    out.add(
+        "pd_true",
+        customer_id=cid[a_idx],
+        snapshot_date=a_date,
+        kind=np.full(k_app, "application"),
+        pd_12m=oracle.pd_12m(h_app, q_app, np.ones(k_app, bool)),
+        line=line,
+    )
+
+    # ---------------- booking --------------------------------------------------------------------------------
+    b = a_idx[approved]  # customer positions with a card
+    open_month = np.full(n, 10**6, dtype=np.int64)
+    open_month[b] = a_month[approved]
+    open_date = np.minimum(
+        a_date[approved] + r_card.integers(1, 6, len(b)).astype(np.int32), starts[open_month[b] + 1] - 1
+    ).astype(np.int32)
+    activates = r_card.random(len(b)) < T.p_activate[b]
+    act_date = (open_date + r_card.geometric(0.12, len(b)).clip(max=90)).astype(np.int64)
+    act_date = np.where(activates, act_date, -1)
+    act_month = np.full(n, 10**6, dtype=np.int64)
+    act_month[b] = np.where(activates, np.searchsorted(starts, act_date, side="right") - 1, 10**6)
+    activation_date = np.full(n, -1, dtype=np.int64)
+    activation_date[b] = act_date
+    L = np.zeros(n, dtype=np.int64)
+    L[b] = line[approved]
+    score_c = np.zeros(n, dtype=np.int64)
+    score_c[b] = score[approved]
+    booked = np.zeros(n, bool)
+    booked[b] = True
+
+    _booking_potential(
+        out,
+        b,
+        a_date[approved],
+        a_month[approved],
+        line[approved],
+        T,
+        cid,
+        mac,
+        seas,
+        eco,
+        activation=T.p_activate[b],
+    )
+
+    # ---------------- monthly account loop -------------------------------------------------------------------
+    B = np.zeros(n, np.int64)
+    due_prev = np.zeros(n, np.int64)
+    dpd = np.zeros(n, np.int64)
+    onset = np.full(n, -1, np.int64)
+    lapsed = np.zeros(n, bool)
+    closed = np.zeros(n, bool)
+    close_date = np.full(n, -1, np.int64)
+    close_reason = np.full(n, "", dtype=object)
+    prev_missed = np.zeros(n, bool)
+    points = np.zeros(n, np.int64)
+    util6 = np.zeros(n)
+    miss6 = np.zeros(n, np.int64)
+    act_hist = np.zeros((n, 3), bool)
+    treat_mult = np.ones(n)
+    treat_until = np.full(n, -1, np.int64)
+    usable = np.zeros((n, M), bool)
+    platform_share = 0.25 + 0.4 * expit(T.engagement)
+    redeem_rate = 0.5 * expit(-1 + T.reward_sensitivity)
+    campaigns: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    for m in range(M):
+        idx = np.flatnonzero(booked & (open_month < m) & ~closed)
+        if len(idx) == 0:
+            continue
+        k = len(idx)
+        mob = m - open_month[idx]
+        Li = L[idx].astype(float)
+        risk, cap, mpb = T.risk[idx], T.spend_capacity_fen[idx].astype(float), T.mpb[idx]
+        # 1. distress onset
+        h = bh.default_hazard(risk, mac[m], Li, cap, mpb)
+        onset_now = (onset[idx] < 0) & (u_default[idx, m] < h)
+        onset[idx[onset_now]] = m
+        distressed = (onset[idx] >= 0) & (onset[idx] < m)
+        # 2. churn events (active accounts) and closure of silent accounts
+        tm = np.where(treat_until[idx] >= m, treat_mult[idx], 1.0)
+        q = bh.churn_hazard(T.churn_propensity[idx], T.engagement[idx], T.reward_sensitivity[idx], mob, tm)
+        healthy = onset[idx] < 0
+        u = u_churn[idx, m]
+        event = healthy & ~lapsed[idx] & (u < q)
+        close_now = event & (u < q * bh.CLOSE_SHARE)
+        lapse_now = event & ~close_now
+        close_now |= healthy & lapsed[idx] & (u_lapsed_close[idx, m] < bh.LAPSED_CLOSE_HAZARD)
+        lapsed[idx[lapse_now]] = True
+        lap = lapsed[idx]
+        # 3. payment against the previous statement
+        Bo = B[idx]
+        due = due_prev[idx]
+        transient = (
+            (r_pay.random(k) < T.p_miss[idx]) & ~prev_missed[idx] & (due > 0) & ~onset_now & ~close_now
+        )
+        D = np.round(bh.revolve_target(Li, mpb, np.where(lap, 0.0, T.debt_need_fen[idx]))).astype(np.int64)
+        pay_rev = np.minimum(np.maximum(Bo - D, due), Bo)
+        P = np.where(distressed | transient, 0, np.where(close_now, Bo, pay_rev))
+        short = np.maximum(due - P, 0)
+        interest = np.round((Bo - P) * eco.apr / 12).astype(np.int64)
+        late_fee = np.where(short > 0, np.round(short * eco.late_fee_rate), 0).astype(np.int64)
+        # 4. spend
+        activated = act_month[idx] <= m
+        can_spend = ~distressed & ~close_now & (activated | onset_now)
+        active = can_spend & (r_pay.random(k) < np.where(lap, bh.LAPSED_ACTIVE, T.p_active[idx]))
+        noise = np.exp(bh.SPEND_SIGMA * r_pay.standard_normal(k) - bh.SPEND_SIGMA**2 / 2)
+        want = bh.spend_mean(cap, Li) * seas[m] * noise
+        carried = Bo - P + interest + late_fee
+        avail = np.maximum(L[idx] - carried, 0)
+        # revolvers below their target balance borrow to consume: half the gap is spent this month
+        gap = np.where(T.revolver[idx] & ~lap, np.maximum(D - carried, 0), 0)
+        want = want + bh.BUILD_UP_SPEED * gap
+        purch = np.where(active, np.minimum(np.round(want), avail), 0).astype(np.int64)
+        cash_draw = (r_pay.random(k) < 0.04) & active & T.revolver[idx] & ~lap
+        cash = np.where(cash_draw, (0.25 * (avail - purch)) // 10_000 * 10_000, 0).astype(np.int64)
+        # distress drawdown: the line is run up to DRAWDOWN_SHARE in the onset month
+        extra = np.where(
+            onset_now, np.maximum(np.round(bh.DRAWDOWN_SHARE * Li) - (carried + purch + cash), 0), 0
+        ).astype(np.int64)
+        extra_cash = (extra * 0.4).astype(np.int64) // 10_000 * 10_000
+        cash = cash + extra_cash
+        p_plat = np.round(purch * platform_share[idx]).astype(np.int64)
+        p_online = np.round((purch - p_plat) * 0.55).astype(np.int64) + (extra - extra_cash)
+        p_off = purch - p_plat - np.round((purch - p_plat) * 0.55).astype(np.int64)
+        purchases = p_plat + p_online + p_off
+        cash_fee = np.round(cash * eco.cash_advance_fee_rate).astype(np.int64)
+        fees = late_fee + cash_fee
+        closing = Bo + purchases + cash + interest + fees - P
+        min_due = np.where(
+            closing <= 0,
+            0,
+            np.minimum(
+                closing,
+                np.maximum(
+                    np.round(closing * eco.min_due_rate).astype(np.int64) + short, eco.min_due_floor_fen
+                ),
+            ),
+        )
+        dpd_new = np.where((due > 0) & (due > P), dpd[idx] + 30, 0)
+        ptype = np.select([due == 0, Bo <= P, due == P, due < P], [0, 1, 2, 3], default=4)
+        earned = np.round(purchases * eco.reward_rate + p_plat * eco.platform_reward_bonus).astype(np.int64)
+        redeemed = np.round(points[idx] * redeem_rate[idx] * (r_pay.random(k) < 0.5)).astype(np.int64)
+        points[idx] += earned - redeemed
+        instal = np.where(T.revolver[idx] & (p_plat > 50_000), np.round(p_plat * 0.3), 0).astype(np.int64)
+        newly_act = onset_now & ~activated
+        if newly_act.any():
+            j = idx[newly_act]
+            act_month[j] = m
+            activation_date[j] = random_day(r_card, np.full(len(j), m), starts, lengths)
+
+        out.add(
+            "statements",
+            customer_id=cid[idx],
+            card_id=cid[idx] * 10 + 2,
+            statement_month=np.full(k, starts[m]),
+            credit_limit=L[idx].copy(),
+            opening_balance=Bo,
+            purchases_platform=p_plat,
+            purchases_online=p_online,
+            purchases_offline=p_off,
+            purchases=purchases,
+            cash_advance=cash,
+            instalment_fen=instal,
+            interest=interest,
+            fees=fees,
+            rewards_earned=earned,
+            rewards_redeemed=redeemed,
+            min_due=min_due,
+            payments=P,
+            closing_balance=closing,
+            dpd=dpd_new.astype(np.int32),
+            payment_type=PAYMENT_TYPES[ptype],
+            _months_on_book=mob,
+        )
+        usable[idx[can_spend & ~lap & activated], m] = True
+
+        B[idx], due_prev[idx], dpd[idx] = closing, min_due, dpd_new
+        prev_missed[idx] = due > P
+        util6[idx] += closing / np.maximum(Li, 1)
+        miss6[idx] += due > P
+        act_hist[idx] = np.column_stack([act_hist[idx, 1:], active])
+        # 5. closures
+        co = dpd_new >= 180
+        vol = close_now
+        ci = idx[co | vol]
+        closed[ci] = True
+        close_reason[idx[co]] = "charge_off"
+        close_reason[idx[vol]] = "voluntary"
+        close_date[idx[vol]] = random_day(r_card, np.full(int(vol.sum()), m), starts, lengths)
+        close_date[idx[co]] = starts[m] + lengths[m] - 1
+        # churn oracle for active, healthy accounts still open after this month
+        live = ~(co | vol) & (onset[idx] < 0) & ~lapsed[idx]
+        if live.any() and m + 1 < M + HORIZON:
+            _churn_true(out, idx[live], m, T, cid, L, open_month, treat_mult, treat_until, mac, starts)
+        # 6. line review every REVIEW_EVERY months on book
+        rev = ~(co | vol) & (mob % bh.REVIEW_EVERY == 0)
+        if rev.any():
+            _review(
+                out,
+                idx[rev],
+                m,
+                dpd_new[rev] > 0,
+                T,
+                cid,
+                L,
+                score_c,
+                util6,
+                miss6,
+                onset,
+                lapsed,
+                open_month,
+                mac,
+                seas,
+                eco,
+                params,
+                r_lim,
+                starts,
+                B,
+            )
+        # 7. retention campaign
+        if (
+            m >= policies.RETENTION_FIRST_MONTH
+            and (m - policies.RETENTION_FIRST_MONTH) % policies.RETENTION_CAMPAIGN_EVERY == 0
+            and m + bh.RETENTION_EFFECT_MONTHS < M
+        ):
+            elig = ~(co | vol) & ~lapsed[idx] & (dpd_new == 0) & (mob >= 3) & (act_hist[idx].sum(1) <= 2)
+            if elig.any():
+                campaigns.append(
+                    _retention(
+                        out,
+                        idx[elig],
+                        m,
+                        act_hist[idx[elig]].sum(1),
+                        T,
+                        cols,
+                        cid,
+                        L,
+                        open_month,
+                        mac,
+                        treat_mult,
+                        treat_until,
+                        params,
+                        r_camp,
+                        starts,
+                    )
+                )
+
+    # potential outcomes of campaigns use the same uniforms as the factual path
+    for m, e_idx, q01 in campaigns:
+        ys = []
+        for arm in (0, 1):
+            y = np.zeros(len(e_idx), bool)
+            alive = np.ones(len(e_idx), bool)
+            for j in range(bh.RETENTION_EFFECT_MONTHS):
+                t = m + 1 + j
+                ok = alive & ~((onset[e_idx] >= 0) & (onset[e_idx] <= t))
+                ev = ok & (u_churn[e_idx, t] < q01[arm][:, j])
+                y |= ev
+                alive &= ~ev
+            ys.append(y)
+        out.add("retention_truth_y", y0=ys[0], y1=ys[1])
+
+    world = CardWorld()
+    world.card_usable = usable
+    world.activation_day = activation_date
+    cb = b
+    world.raw["cards"] = {
+        "card_id": cid[cb] * 10 + 2,
+        "customer_id": cid[cb],
+        "application_id": cid[cb] * 10 + 1,
+        "open_date": open_date,
+        "activation_date": np.where(act_month[cb] < M, activation_date[cb], -1),
+        "close_date": close_date[cb],
+        "close_reason": close_reason[cb].astype(str),
+    }
+    for name in ("invitations", "applications", "statements", "limit_changes", "retention_offers"):
+        world.raw[name] = out.get(name)
+    for name in ("pd_true", "limit_potential", "retention_truth", "churn_true"):
+        world.oracle[name] = out.get(name)
+    if world.oracle["retention_truth"] is not None:
+        world.oracle["retention_truth"].update(out.get("retention_truth_y"))
+    return world
+
+
+def _hazards(
+    pos: np.ndarray,
+    first_month: int | np.ndarray,
+    line: np.ndarray,
+    T,
+    mac: np.ndarray,
+    open_month: np.ndarray,
+    treat: np.ndarray | None = None,
+    horizon: int = HORIZON,
+):
+    """Default and churn hazards (k x horizon) for months first_month .. first_month+horizon-1."""
+    k = len(pos)
+    h = np.empty((k, horizon))
+    q = np.empty((k, horizon))
+    for j in range(horizon):
+        t = first_month + j
+        h[:, j] = bh.default_hazard(T.risk[pos], mac[t], line, T.spend_capacity_fen[pos], T.mpb[pos])
+        tm = 1.0 if treat is None else treat[:, j]
+        q[:, j] = bh.churn_hazard(
+            T.churn_propensity[pos], T.engagement[pos], T.reward_sensitivity[pos], t - open_month[pos], tm
+        )
+    return h, q
+
+
+def _economics(
+    out: _Collector,
+    pos,
+    kind,
+    snap_date,
+    option_line,
+    multiple,
+    chosen,
+    m,
+    T,
+    cid,
+    mac,
+    seas,
+    eco,
+    open_month,
+    start_active,
+    activation,
+    revolving_start,
+):
+    """Expected 12-month outcomes of holding ``option_line`` from month m+1 (closed form, see oracle.py)."""
+    line = option_line.astype(float)
+    h, q = _hazards(pos, np.asarray(m) + 1, line, T, mac, open_month)
+    k = len(pos)
+    spend_base = bh.spend_mean(T.spend_capacity_fen[pos].astype(float), line)
+    months = np.broadcast_to(np.asarray(m), (k,))
+    spend_fen = spend_base[:, None] * seas[months[:, None] + 1 + np.arange(HORIZON)[None, :]]
+    rev_target = bh.revolve_target(line, T.mpb[pos], T.debt_need_fen[pos])
+    spend, rev = oracle.expected_path(
+        h, q, T.p_active[pos], activation, spend_fen, rev_target, revolving_start, line
+    )
+    spend_12 = spend.sum(1)
+    rev_avg = rev.mean(1)
+    interest = rev.sum(1) * eco.apr / 12
+    fees = (T.p_miss[pos][:, None] * eco.late_fee_rate * np.maximum(eco.min_due_rate * (rev + spend), 0)).sum(
+        1
+    )
+    plat = 0.25 + 0.4 * expit(T.engagement[pos])
+    interchange = spend_12 * eco.interchange_rate
+    rewards = spend_12 * (eco.reward_rate + eco.platform_reward_bonus * plat)
+    funding = (rev + spend).sum(1) * eco.funding_rate_annual / 12
+    pd = oracle.pd_12m(h, q, start_active)
+    ead = bh.DRAWDOWN_SHARE * line
+    loss = pd * eco.lgd * ead
+    profit = interchange + interest + fees - funding - rewards - loss
+    out.add(
+        "limit_potential",
+        customer_id=cid[pos],
+        decision_date=snap_date,
+        kind=np.full(k, kind),
+        option_line=option_line.astype(np.int64),
+        multiple=multiple,
+        chosen=chosen,
+        exp_spend_12m=spend_12,
+        exp_avg_revolving=rev_avg,
+        exp_interchange=interchange,
+        exp_interest=interest,
+        exp_fees=fees,
+        exp_funding_cost=funding,
+        exp_rewards=rewards,
+        pd_12m=pd,
+        exp_ead=ead,
+        exp_loss=loss,
+        exp_profit=profit,
+    )
+
+
+def _booking_potential(out, b, dates, months, chosen_line, T, cid, mac, seas, eco, activation):
+    grid = policies.INITIAL_LINE_GRID_FEN
+    open_month = np.zeros(len(T.risk), dtype=np.int64)
+    open_month[b] = months
+    for g in grid:
+        _economics(
+            out,
+            b,
+            "booking",
+            dates,
+            np.full(len(b), g),
+            np.full(len(b), np.nan),
+            chosen_line == g,
+            months,
+            T,
+            cid,
+            mac,
+            seas,
+            eco,
+            open_month,
+            np.ones(len(b), bool),
+            activation,
+            np.zeros(len(b)),
+        )
+
+
+def _review(
+    out,
+    pos,
+    m,
+    in_arrears,
+    T,
+    cid,
+    L,
+    score_c,
+    util6,
+    miss6,
+    onset,
+    lapsed,
+    open_month,
+    mac,
+    seas,
+    eco,
+    params,
+    r_lim,
+    starts,
+    balance,
+):
+    """Line review at the end of month m: legacy rule or test cell, limit_changes, pd_true and limit_potential."""
+    k = len(pos)
+    # revolving balance carried into the horizon (the oracle knows the revolver type)
+    revolving_now = np.where(T.debt_need_fen[pos] > 0, balance[pos], 0).astype(float)
+    old = L[pos].copy()
+    legacy = policies.legacy_review_multiple(
+        in_arrears, miss6[pos], util6[pos] / bh.REVIEW_EVERY, score_c[pos]
+    )
+    share = params.review_test_cell_share
+    mults = policies.REVIEW_MULTIPLES
+    test = ~in_arrears & (r_lim.random(k) < share)
+    choice = mults[r_lim.integers(0, len(mults), k)]
+    mult = np.where(test, choice, legacy)
+    prop = np.where(in_arrears, 1.0, (1 - share) * (mult == legacy) + share / len(mults))
+    new = policies.round_line(old * mult)
+    date = np.full(k, starts[m] + 27 if m >= 0 else 0)  # review on the 28th, after the statement
+    date = np.minimum(date, starts[m + 1] - 1)
+    out.add(
+        "limit_changes",
+        customer_id=cid[pos],
+        card_id=cid[pos] * 10 + 2,
+        review_date=date,
+        old_limit=old,
+        new_limit=new,
+        cell=np.where(test, "test", "legacy"),
+        propensity=prop,
+    )
+    already = onset[pos] >= 0
+    active = ~lapsed[pos]
+    h, q = _hazards(pos, m + 1, new.astype(float), T, mac, open_month)
+    pd = np.where(already, 1.0, oracle.pd_12m(h, q, active))
+    out.add(
+        "pd_true", customer_id=cid[pos], snapshot_date=date, kind=np.full(k, "review"), pd_12m=pd, line=new
+    )
+    for mu in mults:
+        opt = policies.round_line(old * mu)
+        _economics(
+            out,
+            pos,
+            "review",
+            date,
+            opt,
+            np.full(k, mu),
+            mu == mult,
+            np.full(k, m),
+            T,
+            cid,
+            mac,
+            seas,
+            eco,
+            open_month,
+            active,
+            np.ones(k),
+            revolving_now,
+        )
+        rows = out.parts["limit_potential"][-1]
+        rows["pd_12m"] = np.where(already, 1.0, rows["pd_12m"])
+        rows["exp_loss"] = rows["pd_12m"] * eco.lgd * rows["exp_ead"]
+        rows["exp_profit"] = (
+            rows["exp_interchange"]
+            + rows["exp_interest"]
+            + rows["exp_fees"]
+            - rows["exp_funding_cost"]
+            - rows["exp_rewards"]
+            - rows["exp_loss"]
+        )
+    L[pos] = new
+    util6[pos] = 0
+    miss6[pos] = 0
+
+
+def _churn_true(out, pos, m, T, cid, L, open_month, treat_mult, treat_until, mac, starts):
+    """p_churn_3m at the end of month m: first churn event in months m+2..m+4 (1-month gap)."""
+    horizon = 4
+    treat = np.ones((len(pos), horizon))
+    for j in range(horizon):
+        treat[:, j] = np.where(treat_until[pos] >= m + 1 + j, treat_mult[pos], 1.0)
+    h, q = _hazards(pos, m + 1, L[pos].astype(float), T, mac, open_month, treat, horizon)
+    p = oracle.churn_window(h, q, first=1)
+    out.add(
+        "churn_true",
+        customer_id=cid[pos],
+        card_id=cid[pos] * 10 + 2,
+        month=np.full(len(pos), starts[m]),
+        p_churn_3m=p,
+    )
+
+
+def _retention(
+    out, pos, m, active3, T, cols, cid, L, open_month, mac, treat_mult, treat_until, params, r_camp, starts
+):
+    """Assign arms of the retention campaign of month m, record offers and closed-form potential outcomes."""
+    k = len(pos)
+    c = params.retention_control_share
+    u = r_camp.random(k)
+    arm = np.where(u < c, 0, np.where(u < c + (1 - c) / 2, 1, 2))
+    rule = policies.retention_targeting_rule(active3, cols["paid_member"][pos])
+    treated = (arm == 1) | ((arm == 2) & rule)
+    prop = (1 - c) / 2 + (1 - c) / 2 * rule
+    date = np.full(k, starts[m])
+    out.add(
+        "retention_offers",
+        customer_id=cid[pos],
+        card_id=cid[pos] * 10 + 2,
+        campaign_month=date,
+        arm=np.array(["control", "random", "targeted"])[arm],
+        treated=treated,
+        propensity=prop,
+    )
+    mult1 = np.exp(-T.retention_response[pos])
+    treat_mult[pos[treated]] = mult1[treated]
+    treat_until[pos[treated]] = m + bh.RETENTION_EFFECT_MONTHS
+    H = bh.RETENTION_EFFECT_MONTHS
+    qs, ps = [], []
+    for a_mult in (np.ones(k), mult1):
+        h, q = _hazards(
+            pos, m + 1, L[pos].astype(float), T, mac, open_month, np.repeat(a_mult[:, None], H, 1), H
+        )
+        qs.append(q)
+        ps.append(oracle.churn_window(h, q, first=0))
+    out.add(
+        "retention_truth",
+        customer_id=cid[pos],
+        card_id=cid[pos] * 10 + 2,
+        campaign_month=date,
+        treated=treated,
+        p_churn_y0=ps[0],
+        p_churn_y1=ps[1],
+        tau=ps[0] - ps[1],
+    )
+    return m, pos, qs
