@@ -158,6 +158,27 @@ def evaluate(
 
 @app.command()
 @friendly_errors
+def report(
+    raw: Annotated[Path, typer.Option(help="raw world folder")] = Path("data/raw"),
+    oracle: Annotated[
+        Path, typer.Option(help="oracle folder (true campaign effects, evaluation only)")
+    ] = Path("data/oracle"),
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("experiments/portfolio"),
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Portfolio operations: lifecycle KPIs, vintage and roll-rate curves, campaign evaluation, HTML report."""
+    p = load_params(params, set_).report
+    from cardlab.reports.portfolio import build_report
+
+    headline = build_report(p, raw, oracle, out, progress=True)
+    console.print(
+        f"[green]portfolio report[/] written to {out / 'report.html'} ({len(headline)} headline KPIs)"
+    )
+
+
+@app.command()
+@friendly_errors
 def promote(task: TaskArg) -> None:
     """Move the 'champion' alias of cardlab-TASK to its current 'challenger' (never run in CI)."""
     from cardlab.tracking import promote as promote_alias
