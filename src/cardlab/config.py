@@ -110,12 +110,15 @@ class SimulateParams(StrictModel):
 class SplitParams(StrictModel):
     """Time split of snapshot rows, in months after the world's start month (0-based, inclusive ranges).
 
-    ``train`` = snapshot months < valid_start; ``valid`` = [valid_start, oot_start); ``oot`` = >= oot_start.
+    ``train`` = snapshot months < valid_start; ``valid`` = [valid_start, oot_start); ``oot`` =
+    [oot_start, oot_end]. Rows after ``oot_end`` are dropped (their outcome window is not complete).
+    The defaults fit the churn task on a 36-month world: OOT starts at the macro shock (month 24) and ends
+    where the 1-month gap + 3-month label window still fits (24..32).
     """
 
-    valid_start: Annotated[int, Field(ge=1)] = 15
-    oot_start: Annotated[int, Field(ge=2)] = 21
-    oot_end: Annotated[int, Field(ge=3)] = 23
+    valid_start: Annotated[int, Field(ge=1)] = 16
+    oot_start: Annotated[int, Field(ge=2)] = 24
+    oot_end: Annotated[int, Field(ge=3)] = 32
 
     @model_validator(mode="after")
     def _ordered(self) -> SplitParams:
@@ -130,7 +133,31 @@ class FeaturesParams(StrictModel):
     churn_gap_months: Annotated[int, Field(ge=0)] = 1
     churn_horizon_months: PositiveInt = 3
     silent_months: PositiveInt = 3
+    # limit: realised outcomes over this many statement months after the decision; label (90+ DPD) only when at
+    # least limit_min_outcome_months of them lie inside the world (reviews after the shock have < 12 months)
+    limit_outcome_months: PositiveInt = 12
+    limit_min_outcome_months: PositiveInt = 6
+    # churn (and the fallback for the other tasks)
     split: SplitParams = Field(default_factory=SplitParams)
+    # credit needs the full 12-month window after booking: OOT must end by months - 13 (- booking lag)
+    credit_split: SplitParams = Field(
+        default_factory=lambda: SplitParams(valid_start=12, oot_start=18, oot_end=22)
+    )
+    # limit: OOT after the shock, ending where >= limit_min_outcome_months of outcomes remain
+    limit_split: SplitParams = Field(
+        default_factory=lambda: SplitParams(valid_start=16, oot_start=24, oot_end=29)
+    )
+
+    @model_validator(mode="after")
+    def _windows(self) -> FeaturesParams:
+        if len(set(self.windows)) != len(self.windows):
+            raise ValueError(f"windows must be distinct, got {self.windows}")
+        if self.limit_min_outcome_months > self.limit_outcome_months:
+            raise ValueError("limit_min_outcome_months must not exceed limit_outcome_months")
+        return self
+
+    def split_for(self, task: str) -> SplitParams:
+        return {"credit": self.credit_split, "limit": self.limit_split}.get(task, self.split)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -176,25 +203,90 @@ class CreditParams(StrictModel):
 
 
 class LimitParams(StrictModel):
+    """Credit-limit allocation (docs/tasks/limit.md). Card terms (interchange, APR, rewards) come from
+    ``simulate.economics``; the fields below are the bank's own planning assumptions and constraints."""
+
+    # initial-line options at booking (yuan); must equal the world's grid for the oracle to grade them
     line_grid_yuan: list[PositiveInt] = Field(
         default_factory=lambda: [2_000, 5_000, 10_000, 20_000, 30_000, 50_000]
     )
+    # line-review options: multiples of the current line (1.0 = no change), rounded to 100 yuan, capped
+    review_multiples: list[Annotated[float, Field(gt=0, le=5)]] = Field(
+        default_factory=lambda: [1.0, 1.25, 1.5, 2.0]
+    )
+    max_line_yuan: PositiveInt = 100_000
+    # portfolio constraints, as shares of the legacy policy's total line / expected loss on the same rows
     exposure_budget_share: Annotated[float, Field(gt=0, le=2.0)] = 1.0
     expected_loss_cap_share: Annotated[float, Field(gt=0, le=2.0)] = 1.0
     lgd: Probability = 0.85
     funding_rate_annual: Annotated[float, Field(ge=0, le=1)] = 0.03
+    # exposure at default as a share of the line (distressed borrowers draw the line down before defaulting)
+    ead_line_share: Annotated[float, Field(gt=0, le=1.5)] = 0.95
+    # share of card spend made on the platform (earns the extra platform reward points)
+    platform_spend_share: Probability = 0.45
+    # training weight of randomised test-cell rows relative to legacy rows (they identify the line effect)
+    test_cell_weight: Annotated[float, Field(gt=0, le=100)] = 1.0
+    # challenger alias only if the oracle expected loss of the policy is within cap * (1 + tolerance)
+    # and profit_capture > 0
+    expected_loss_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.05
+    # exposure-budget shares of the profit frontier plot
+    frontier_budget_shares: list[Annotated[float, Field(gt=0, le=2.0)]] = Field(
+        default_factory=lambda: [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4]
+    )
+    n_risk_grades: Annotated[int, Field(ge=2, le=20)] = 5
+    solver_time_limit_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+
+UpliftLearner = Literal["t_learner", "x_learner", "dr_learner"]
 
 
 class ChurnParams(StrictModel):
+    """Churn early warning, customer value and retention uplift (``cardlab tune|train|evaluate churn``);
+    definitions in docs/tasks/churn.md."""
+
+    # campaign capacity: share of the scored population (or of the campaign-eligible rows) that can be contacted
     campaign_capacity_share: Probability = 0.1
     offer_cost_yuan: Annotated[float, Field(ge=0)] = 50.0
+    # customer value: realised margin over this many statement months from the snapshot month, annualised
+    # (x 12 / months observed) when at least value_min_months of them lie inside the world
+    value_horizon_months: Annotated[int, Field(ge=3, le=24)] = 12
+    value_min_months: Annotated[int, Field(ge=1, le=24)] = 6
+    value_num_boost_round: PositiveInt = 300
+    # uplift learners fitted on the randomised campaign rows (train split), selected on the valid split
+    uplift_learners: list[UpliftLearner] = Field(
+        default_factory=lambda: ["t_learner", "x_learner", "dr_learner"]
+    )
+    # which validation score picks the reported learner (all three are reported and graded)
+    uplift_selection: Literal["dr_score", "r_loss", "qini"] = "dr_score"
+    # heavily regularised base models: the campaign is small and the true effect is a few points of churn
+    # probability, so unshrunk learners mostly fit outcome noise (docs/tasks/churn.md)
+    uplift_max_depth: Annotated[int, Field(ge=1, le=8)] = 2
+    uplift_learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.02
+    uplift_num_boost_round: PositiveInt = 100
+    uplift_min_child_weight: Annotated[float, Field(ge=0)] = 100.0
+    uplift_reg_lambda: Annotated[float, Field(ge=0)] = 50.0
+    uplift_folds: Annotated[int, Field(ge=2, le=10)] = 3
+    # challenger alias only when these hold on OOT
+    min_oot_auc: Probability = 0.65
+    min_lift_at_capacity: Annotated[float, Field(ge=0)] = 1.5
+
+    @model_validator(mode="after")
+    def _value_window(self) -> ChurnParams:
+        if self.value_min_months > self.value_horizon_months:
+            raise ValueError("value_min_months must not exceed value_horizon_months")
+        if not self.uplift_learners:
+            raise ValueError("uplift_learners must name at least one learner")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------------------
 # report: portfolio operations (lifecycle KPIs, vintage / roll-rate, campaign evaluation)
 # ---------------------------------------------------------------------------------------------------------
 class ReportParams(StrictModel):
-    """Knobs of the portfolio report (``cardlab report``); definitions are in docs/portfolio.md."""
+    """Knobs of the portfolio report (``cardlab report``); definitions are in docs/portfolio.md.
+
+    The world's unit economics (margin per account) and retention design (control share) are read from the
+    world's manifest, not from here."""
 
     # activation windows after card open, in days
     activation_windows_days: list[PositiveInt] = Field(default_factory=lambda: [30, 90])
@@ -206,24 +298,53 @@ class ReportParams(StrictModel):
     vintage_granularity: Literal["month", "quarter"] = "quarter"
     # vintage curves are drawn up to this many months on book
     vintage_max_mob: Annotated[int, Field(ge=3, le=60)] = 24
-    # credit bad definition being justified: ever `bad_dpd`+ days past due within `bad_horizon_months`
-    bad_dpd: Annotated[int, Field(ge=30)] = 90
+    # horizon of the credit task's bad definition being justified (ever 90+ DPD within this many months)
     bad_horizon_months: PositiveInt = 12
-    # margin per account: interchange earned on purchases and annual funding cost of balances
-    interchange_rate: Annotated[float, Field(ge=0.0, le=0.05)] = 0.006
-    funding_rate_annual: Annotated[float, Field(ge=0.0, le=1.0)] = 0.03
-    # campaign evaluation
+    # campaign evaluation: interval level
     ci_level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    # churn outcome: voluntary closure in the months after the campaign month (the offer's effect window) ...
     churn_horizon_months: PositiveInt = 3
+    # ... or silence: no purchases / cash advances in this many consecutive statement months from the end of
+    # that window (the length of features.silent_months)
+    churn_silent_months: PositiveInt = 3
+    # CUPED covariate: purchases over this many months before the campaign month
     cuped_pre_months: PositiveInt = 3
-    # offer cost per treated account (yuan) when the raw data does not record it
+    # cost of one retention offer (yuan); keep equal to churn.offer_cost_yuan
     offer_cost_yuan: Annotated[float, Field(ge=0)] = 50.0
     # how many months of margin a retained account is worth in the incremental-ROI numerator
     retained_value_months: PositiveInt = 12
-    # share of the randomised population designed to be held out; None -> read from the world's manifest
-    design_control_share: Probability | None = None
+    # designed share of each retention arm among eligible accounts (control, random, targeted); None -> the
+    # world's design: control = simulate.retention_control_share from the manifest, the rest split equally
+    design_arm_shares: dict[Literal["control", "random", "targeted"], Probability] | None = None
     # SRM alarm threshold on the chi-square p-value
     srm_alpha: Probability = 0.001
+
+
+# ---------------------------------------------------------------------------------------------------------
+# explain: SHAP explanations, reason codes and the model report (owned by ``cardlab explain``)
+# ---------------------------------------------------------------------------------------------------------
+class ExplainParams(StrictModel):
+    """Knobs of the explanation stage (``cardlab explain <task>``); definitions are in docs/explain.md."""
+
+    # OOT rows explained for the global importance, beeswarm and dependence plots (all when fewer)
+    global_sample: PositiveInt = 5_000
+    # reason codes: factors per declined / flagged decision, and features grouped under one reason
+    top_reasons: Annotated[int, Field(ge=1, le=10)] = 4
+    group_corr_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    # credit cutoff: approve the lowest-PD share; None -> the bank's observed approval rate on OOT applications
+    approval_rate: Probability | None = None
+    # churn/limit: share of accounts flagged for a decision (top scores) when their task sets none
+    flag_share: Probability = 0.1
+    # dependence plots for the top features
+    n_dependence: Annotated[int, Field(ge=1, le=12)] = 6
+    # stability of reasons: refits on bootstrap samples of train with the tuned params
+    bootstrap_refits: Annotated[int, Field(ge=0, le=10)] = 3
+    stability_rows: PositiveInt = 1_000
+    # optional interventional SHAP against a background sample of the reference split (0 = off)
+    interventional_rows: Annotated[int, Field(ge=0)] = 0
+    background_rows: PositiveInt = 200
+    reference_split: Literal["train", "valid", "oot"] = "train"
+    seed: Annotated[int, Field(ge=0)] = 20240601
 
 
 class TrackingParams(StrictModel):
@@ -241,6 +362,7 @@ class Params(StrictModel):
     churn: ChurnParams = Field(default_factory=ChurnParams)
     tracking: TrackingParams = Field(default_factory=TrackingParams)
     report: ReportParams = Field(default_factory=ReportParams)
+    explain: ExplainParams = Field(default_factory=ExplainParams)
 
 
 # ---------------------------------------------------------------------------------------------------------
