@@ -16,6 +16,8 @@ from sklearn.linear_model import LogisticRegression
 
 def fit_scorecard(train: pd.DataFrame, features: list[str], label: str = "label") -> Scorecard:
     """Fit a WOE logistic scorecard on ``train``; returns the fitted optbinning ``Scorecard``."""
+    # a feature with no variation on train (e.g. all null for booked applicants) cannot be binned
+    features = [f for f in features if train[f].nunique(dropna=True) > 1]
     X = train[features].astype("float64")
     y = train[label].astype(int).to_numpy()
     process = BinningProcess(
@@ -37,4 +39,5 @@ def fit_scorecard(train: pd.DataFrame, features: list[str], label: str = "label"
 
 def scorecard_pd(card: Scorecard, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
     """Probability of the bad outcome (label 1) for each row of ``frame``."""
-    return card.predict_proba(frame[features].astype("float64"))[:, 1]
+    used = list(card.binning_process_.variable_names)
+    return card.predict_proba(frame[used].astype("float64"))[:, 1]

@@ -284,6 +284,8 @@ def validation_pack(
     if ref_feat is not None:
         rows = []
         for c in ref_feat.columns:
+            if not np.isfinite(pd.to_numeric(ref_feat[c], errors="coerce").to_numpy(dtype=float)).any():
+                continue  # no reference distribution (e.g. all null on train): CSI undefined
             row = {"feature": c}
             for s, df in other_feat.items():
                 row[f"csi_{s}"] = M.csi(_feature_values(ref_feat[c]), _feature_values(df[c]))

@@ -28,6 +28,8 @@ from cardlab.modeling.xgb import (
 )
 
 SPLITS = ("train", "valid", "oot")
+# metrics where larger is better; everything else (logloss, rmse, ...) is minimised
+MAXIMISED = {"auc", "aucpr", "map", "ndcg"}
 
 
 def experiment_name(params: Params, task: str) -> str:
@@ -79,6 +81,7 @@ def tune_task(
         dtrain=data.matrix("train"),
         dvalid=data.matrix("valid"),
         fixed=fixed,
+        direction="maximize" if metric in MAXIMISED else "minimize",
         metric=metric,
         experiment_name=experiment_name(params, task),
     )

@@ -1,0 +1,698 @@
+"""Churn early warning, customer value and retention uplift: whom to contact within the campaign budget.
+
+Three models on the monthly churn snapshots of open cards (``data/features/churn``, docs/tasks/churn.md):
+
+1. **Churn early warning** — P(voluntary closure or silent attrition in months t+1..t+3 | history before t).
+   Monotone Optuna-tuned XGBoost (shared tune/train workflow), registered as ``cardlab-churn``.
+2. **Customer value** — realised margin of the account over the next ``value_horizon_months`` statement months
+   (interchange + interest + fees - funding - rewards - loss at 90+ DPD, yuan), annualised when the window is
+   cut by the world's end. Zero-heavy (idle cards earn exactly nothing) and signed (losses), so Tweedie does
+   not apply; a **hurdle** model: P(margin != 0) (logistic) x E[margin | != 0] (squared error). The target is
+   derived from raw statements, never from the oracle.
+3. **Retention uplift** — on the randomised retention campaign rows (control / random / rule-targeted arms,
+   known propensity): T-, X- and DR-learners (``cardlab.modeling.uplift``) fitted on the train split, selected
+   on the valid split by a score that needs no oracle (DR score, R-loss or observed Qini), refitted on
+   train + valid and graded out of time against the oracle's true effect ``tau = p_churn_y0 - p_churn_y1``.
+
+The decision: contact the top ``campaign_capacity_share`` of the campaign population under four rules —
+churn risk, value at risk (risk x value), uplift, uplift x value — graded by their true incremental retained
+value ``sum(tau x value) - contacts x offer cost`` against the oracle rule (ranking by true tau x value).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import xgboost as xgb
+from scipy import stats
+
+from cardlab import tracking
+from cardlab.artifacts import atomic_dir, write_json, write_parquet
+from cardlab.config import ChurnParams, Params, params_hash
+from cardlab.modeling import metrics as M
+from cardlab.modeling import uplift as U
+from cardlab.modeling.workflow import (
+    experiment_name,
+    load_model,
+    load_task_data,
+    read_snapshots,
+    train_task,
+    tune_task,
+)
+from cardlab.modeling.xgb import SEED, TaskData
+
+TASK = "churn"
+DESCRIPTION = (
+    "Churn early-warning model for the co-branded card: probability of voluntary closure or silent attrition "
+    "in months t+1..t+3 after a monthly snapshot (1-month gap). Monotone XGBoost tuned with Optuna on the "
+    "time-based validation split; graded out-of-time against the true churn probability of the synthetic world. "
+    "Companion customer-value (hurdle XGBoost) and retention-uplift (T/X/DR learners) models decide whom the "
+    "retention campaign contacts."
+)
+KEYS = ["customer_id", "snapshot_date", "split", "label"]
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def _data(features_root: Path) -> TaskData:
+    return load_task_data(features_root, TASK)
+
+
+def _raw_root(features_root: Path, raw: Path | None) -> Path:
+    """Raw tables sit beside the features folder (``data/raw`` next to ``data/features``) unless given."""
+    path = Path(raw) if raw is not None else Path(features_root).parent / "raw"
+    if not (path / "statements").exists():
+        raise FileNotFoundError(
+            f"{path / 'statements'} is missing: the value target needs raw statements "
+            "(run `dvc repro simulate`, or pass raw=...)"
+        )
+    return path
+
+
+def _as_datetime(s: pd.Series) -> pd.Series:
+    """One join type for dates read from Parquet by polars or pandas (date objects or datetime64)."""
+    return pd.to_datetime(s).astype("datetime64[ns]")
+
+
+def _month_index(col: str) -> pl.Expr:
+    return pl.col(col).dt.year().cast(pl.Int32) * 12 + pl.col(col).dt.month().cast(pl.Int32)
+
+
+def realised_value(snapshots: pd.DataFrame, raw: Path, params: Params) -> pd.Series:
+    """Realised account margin (yuan) over ``value_horizon_months`` statements from the snapshot month.
+
+    Per statement (fen): interchange_rate x purchases + interest + fees - funding_rate/12 x max(closing, 0)
+    - rewards_earned - lgd x closing balance at the first statement reaching 90+ DPD (the loss).
+    Months after closure contribute 0. When the window runs past the world's last statement month but at
+    least ``value_min_months`` of it are inside, the sum is annualised (x horizon / months inside); else NaN.
+    """
+    eco = params.simulate.economics
+    cp = params.churn
+    st = pl.read_parquet(Path(raw) / "statements").lazy()
+    last_m = st.select(_month_index("statement_month").max()).collect().item()
+    bal = pl.col("closing_balance").cast(pl.Float64)
+    margin = (
+        st.sort("card_id", "statement_month")
+        .with_columns(
+            _month_index("statement_month").alias("m"),
+            ((pl.col("dpd") >= 90) & (pl.col("dpd").shift(1).over("card_id").fill_null(0) < 90)).alias(
+                "_d90"
+            ),
+        )
+        .select(
+            "card_id",
+            "m",
+            (
+                eco.interchange_rate * pl.col("purchases").cast(pl.Float64)
+                + pl.col("interest").cast(pl.Float64)
+                + pl.col("fees").cast(pl.Float64)
+                - eco.funding_rate_annual / 12.0 * bal.clip(lower_bound=0)
+                - pl.col("rewards_earned").cast(pl.Float64)
+                - pl.when(pl.col("_d90")).then(eco.lgd * bal.clip(lower_bound=0)).otherwise(0.0)
+            ).alias("margin_fen"),
+        )
+    )
+    keys = pl.from_pandas(snapshots[["card_id", "snapshot_date"]].reset_index(drop=True)).with_row_index(
+        "_row"
+    )
+    keys = keys.with_columns(pl.col("snapshot_date").cast(pl.Date)).with_columns(
+        _month_index("snapshot_date").alias("t")
+    )
+    h = cp.value_horizon_months
+    summed = (
+        keys.lazy()
+        .join(margin, on="card_id", how="inner")
+        .filter((pl.col("m") >= pl.col("t")) & (pl.col("m") < pl.col("t") + h))
+        .group_by("_row")
+        .agg(pl.col("margin_fen").sum())
+    )
+    out = (
+        keys.lazy()
+        .join(summed, on="_row", how="left")
+        .with_columns(
+            pl.min_horizontal(pl.lit(h), pl.lit(last_m) - pl.col("t") + 1).alias("_obs"),
+            pl.col("margin_fen").fill_null(0.0),
+        )
+        .with_columns(
+            pl.when(pl.col("_obs") >= cp.value_min_months)
+            .then(pl.col("margin_fen") / 100.0 * h / pl.col("_obs"))
+            .otherwise(None)
+            .alias("value_yuan")
+        )
+        .sort("_row")
+        .collect()
+    )
+    return pd.Series(out["value_yuan"].to_numpy(), index=snapshots.index, name="value_yuan")
+
+
+def _campaign_rows(df: pd.DataFrame) -> pd.Series:
+    """Rows of the randomised retention campaign with an observed outcome."""
+    if "in_campaign" not in df.columns or "treatment" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return (
+        df["in_campaign"].astype(bool)
+        & df["treatment"].notna()
+        & df["label"].notna()
+        & df["propensity"].notna()
+    )
+
+
+def _uplift_cfg(cp: ChurnParams, nthread: int) -> U.XGBConfig:
+    return U.XGBConfig(
+        max_depth=cp.uplift_max_depth,
+        learning_rate=cp.uplift_learning_rate,
+        num_boost_round=cp.uplift_num_boost_round,
+        min_child_weight=cp.uplift_min_child_weight,
+        reg_lambda=cp.uplift_reg_lambda,
+        nthread=nthread,
+    )
+
+
+def _xywe(df: pd.DataFrame, features: list[str]):
+    """Uplift arrays: y = retained (1 - churn label), so a positive effect means the offer retains."""
+    X = df[features].to_numpy(dtype=np.float32)
+    y = 1.0 - df["label"].to_numpy(dtype=np.float64)
+    w = df["treatment"].to_numpy(dtype=np.float64)
+    e = df["propensity"].to_numpy(dtype=np.float64)
+    return X, y, w, e
+
+
+# ------------------------------------------------------------------------------------------------ stages
+def tune(params: Params, features_root: Path, out: Path) -> dict:
+    """Optuna study of the churn classifier (validation AUC); writes ``best_params.json``."""
+    return tune_task(params, TASK, _data(features_root), features_root, out)
+
+
+def train(params: Params, features_root: Path, out: Path, raw: Path | None = None) -> Path:
+    """Fit the churn classifier (``model/``), the value hurdle (``model/value/``) and the uplift learners
+    (``model/uplift/``: train-split fits for selection, train+valid refits for scoring)."""
+    features_root, out = Path(features_root), Path(out)
+    data = _data(features_root)
+    model_dir = train_task(params, TASK, data, features_root, out, description=DESCRIPTION)
+    snaps = read_snapshots(features_root, TASK)
+    _train_value(params, snaps, data.features, _raw_root(features_root, raw), out)
+    _train_uplift(params, snaps, data.features, out)
+    return model_dir
+
+
+def _train_value(params: Params, snaps: pd.DataFrame, features: list[str], raw: Path, out: Path) -> None:
+    cp = params.churn
+    snaps = snaps.assign(value_yuan=realised_value(snaps, raw, params))
+    cfg = U.XGBConfig(
+        max_depth=4,
+        learning_rate=0.05,
+        num_boost_round=cp.value_num_boost_round,
+        min_child_weight=20.0,
+        nthread=params.tune.nthread,
+    )
+    fit = snaps[snaps["value_yuan"].notna()]
+    tr, va = fit[fit["split"] == "train"], fit[fit["split"] == "valid"]
+    if tr.empty or va.empty:
+        raise ValueError("churn value model: no train/valid rows with an observable value window")
+
+    def matrix(df: pd.DataFrame, y: np.ndarray) -> xgb.DMatrix:
+        return xgb.DMatrix(
+            df[features].to_numpy(np.float32), label=y, feature_names=features, nthread=cfg.nthread
+        )
+
+    nz_tr, nz_va = (tr["value_yuan"].abs() > 0.005), (va["value_yuan"].abs() > 0.005)
+    hurdle = xgb.train(
+        {**cfg.params("binary:logistic"), "eval_metric": "logloss"},
+        matrix(tr, nz_tr.to_numpy(np.float32)),
+        cfg.num_boost_round,
+        evals=[(matrix(va, nz_va.to_numpy(np.float32)), "valid")],
+        early_stopping_rounds=30,
+        verbose_eval=False,
+    )
+    hurdle = hurdle[: hurdle.best_iteration + 1]
+    amount = xgb.train(
+        {**cfg.params("reg:squarederror"), "eval_metric": "rmse"},
+        matrix(tr[nz_tr], tr.loc[nz_tr, "value_yuan"].to_numpy(np.float32)),
+        cfg.num_boost_round,
+        evals=[(matrix(va[nz_va], va.loc[nz_va, "value_yuan"].to_numpy(np.float32)), "valid")],
+        early_stopping_rounds=30,
+        verbose_eval=False,
+    )
+    amount = amount[: amount.best_iteration + 1]
+    with atomic_dir(out / "model" / "value") as tmp:
+        hurdle.save_model(str(tmp / "nonzero.ubj"))
+        amount.save_model(str(tmp / "amount.ubj"))
+        write_json(
+            {
+                "features": features,
+                "target": "value_yuan",
+                "horizon_months": cp.value_horizon_months,
+                "zero_share_train": round(float(1 - nz_tr.mean()), 6),
+                "model": "hurdle: P(|margin| > 0) x E[margin | != 0]",
+            },
+            tmp / "value.json",
+        )
+
+
+def predict_value(out: Path, df: pd.DataFrame) -> np.ndarray:
+    meta = json.loads((Path(out) / "model" / "value" / "value.json").read_text())
+    X = df[meta["features"]].to_numpy(np.float32)
+    boosters = {}
+    for name in ("nonzero", "amount"):
+        b = xgb.Booster()
+        b.load_model(str(Path(out) / "model" / "value" / f"{name}.ubj"))
+        boosters[name] = b
+    return np.asarray(boosters["nonzero"].inplace_predict(X), float) * np.asarray(
+        boosters["amount"].inplace_predict(X), float
+    )
+
+
+def _train_uplift(params: Params, snaps: pd.DataFrame, features: list[str], out: Path) -> None:
+    cp = params.churn
+    cfg = _uplift_cfg(cp, params.tune.nthread)
+    camp = snaps[_campaign_rows(snaps)].reset_index(drop=True)
+    tr, va = camp[camp["split"] == "train"], camp[camp["split"] == "valid"]
+    if len(tr) < 50 or len(va) < 50:
+        raise ValueError(f"churn uplift: too few campaign rows (train {len(tr)}, valid {len(va)})")
+    Xt, yt, wt, et = _xywe(tr, features)
+    Xv, yv, wv, ev = _xywe(va, features)
+    # oracle-free validation scores: nuisances cross-fitted on the valid rows themselves
+    mu0, mu1, m = U.cross_fit_outcomes(Xv, yv, wv, cfg, n_folds=cp.uplift_folds, seed=SEED, with_m=True)
+    phi = U.dr_pseudo_outcome(Xv, yv, wv, ev, nuisance=(mu0, mu1))
+    Xa, ya, wa, ea = _xywe(pd.concat([tr, va]), features)  # the refit for scoring uses train + valid
+    valid_pred = va[["customer_id", "card_id", "snapshot_date"]].copy()
+    scores = {}
+    with atomic_dir(out / "model" / "uplift") as tmp:
+        for name in cp.uplift_learners:
+            stage1 = U.make_learner(name, cfg).fit(Xt, yt, wt, et)
+            tau_v = stage1.predict(Xv)
+            valid_pred[name] = tau_v
+            scores[name] = {
+                "qini": U.qini_score(yv, wv, tau_v, normalize=True),
+                "dr_score": U.dr_score(tau_v, phi),
+                "r_loss": U.r_loss(tau_v, yv, wv, ev, m),
+            }
+            U.save_learner(U.make_learner(name, cfg).fit(Xa, ya, wa, ea), tmp / name)
+        picks = {
+            "qini": max(scores, key=lambda k: scores[k]["qini"]),
+            "dr_score": min(scores, key=lambda k: scores[k]["dr_score"]),
+            "r_loss": min(scores, key=lambda k: scores[k]["r_loss"]),
+        }
+        write_parquet(valid_pred.reset_index(drop=True), tmp / "valid_predictions.parquet")
+        write_json(
+            {
+                "features": features,
+                "selection_score": cp.uplift_selection,
+                "selected": picks[cp.uplift_selection],
+                "picks": picks,
+                "valid_scores": {k: {s: round(v, 8) for s, v in d.items()} for k, d in scores.items()},
+                "n_train": len(tr),
+                "n_valid": len(va),
+                "valid_dr_ate": round(float(phi.mean()), 6),
+            },
+            tmp / "selection.json",
+        )
+
+
+def _uplift_selection(out: Path) -> dict:
+    return json.loads((Path(out) / "model" / "uplift" / "selection.json").read_text())
+
+
+# ----------------------------------------------------------------------------------------------- oracle
+def read_churn_true(oracle: Path) -> pd.DataFrame:
+    """True 3-month churn probability keyed to churn snapshots: the oracle's ``month`` is the end of month m
+    with window m+2..m+4, i.e. the snapshot at the first day of month m+1 (label window t+1..t+3)."""
+    path = Path(oracle) / "churn_true"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `dvc repro simulate`")
+    ct = pl.read_parquet(path).select(
+        "card_id",
+        pl.col("month").dt.offset_by("1mo").alias("snapshot_date"),
+        pl.col("p_churn_3m").alias("p_churn_true"),
+    )
+    ct = ct.unique(["card_id", "snapshot_date"], keep="first").to_pandas()
+    return ct.assign(snapshot_date=_as_datetime(ct["snapshot_date"]))
+
+
+def read_retention_truth(oracle: Path) -> pd.DataFrame:
+    """True potential-outcome churn probabilities of every campaign row; ``tau`` = p_churn_y0 - p_churn_y1
+    (the churn reduction the offer buys)."""
+    path = Path(oracle) / "retention_truth"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `dvc repro simulate`")
+    rt = pl.read_parquet(path).select(
+        "card_id",
+        pl.col("campaign_month").alias("snapshot_date"),
+        "p_churn_y0",
+        "p_churn_y1",
+        pl.col("tau").alias("tau_true"),
+    )
+    rt = rt.unique(["card_id", "snapshot_date"], keep="first").to_pandas()
+    return rt.assign(snapshot_date=_as_datetime(rt["snapshot_date"]))
+
+
+# -------------------------------------------------------------------------------------------- evaluation
+def _k(n: int, share: float) -> int:
+    return max(1, int(math.ceil(share * n - 1e-9)))
+
+
+def value_gini(actual: np.ndarray, pred: np.ndarray) -> float:
+    """Normalised Gini of a value ranking: Gini of realised value ordered by ``pred`` over the Gini of the
+    ideal order (by realised value). 1 = perfect ranking, 0 = random. Unitless."""
+
+    def g(order_by: np.ndarray) -> float:
+        a = actual[np.argsort(-order_by, kind="mergesort")]
+        cum = np.cumsum(a) / a.sum()
+        return float(np.mean(cum - np.arange(1, len(a) + 1) / len(a)))
+
+    return g(pred) / g(actual)
+
+
+def top_share_capture(actual: np.ndarray, pred: np.ndarray, share: float) -> float:
+    """Realised value in the top ``share`` by ``pred`` as a fraction of the value in the true top ``share``
+    (ranked by realised value itself): 1 = the best possible pick of that size. Values can be negative
+    (losses), so a share of the *total* would not be bounded."""
+    k = _k(len(actual), share)
+    best = float(actual[U.top_k_mask(actual, k)].sum())
+    return float(actual[U.top_k_mask(pred, k)].sum() / best) if best > 0 else float("nan")
+
+
+def evaluate(params: Params, features_root: Path, oracle: Path, out: Path, raw: Path | None = None) -> dict:
+    """Score every snapshot, grade the three models and the targeting rules against the oracle, write
+    ``metrics.json``, ``predictions.parquet/part-0.parquet`` and ``plots/``; register the churn model."""
+    cp = params.churn
+    features_root, out, oracle = Path(features_root), Path(out), Path(oracle)
+    booster, features, _ = load_model(out)
+    snaps = read_snapshots(features_root, TASK)
+    snaps["snapshot_date"] = _as_datetime(snaps["snapshot_date"])
+    X = snaps[features].astype("float32")
+    snaps["churn_p"] = np.asarray(booster.inplace_predict(X), float)
+    snaps["value"] = predict_value(out, snaps)
+    snaps["value_realised"] = realised_value(snaps, _raw_root(features_root, raw), params)
+    sel = _uplift_selection(out)
+    learners = {n: U.load_learner(out / "model" / "uplift" / n) for n in sel["valid_scores"]}
+    Xn = X.to_numpy()
+    for n, lrn in learners.items():
+        snaps[f"uplift_{n}"] = lrn.predict(Xn)
+    snaps["uplift"] = snaps[f"uplift_{sel['selected']}"]
+
+    metrics: dict[str, float | int] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    metrics.update(_churn_metrics(snaps, oracle, cp, tables))
+    metrics.update(_value_metrics(snaps, cp, tables))
+    camp = snaps[_campaign_rows(snaps)].merge(
+        read_retention_truth(oracle), on=["card_id", "snapshot_date"], how="left"
+    )
+    if camp["tau_true"].isna().any():
+        raise ValueError(
+            "oracle retention_truth is missing for some campaign rows: world and features disagree"
+        )
+    metrics.update(_uplift_metrics(camp, sel, learners, out, tables, cp.campaign_capacity_share))
+    metrics.update(_targeting_metrics(camp[camp["split"] == "oot"], cp, tables))
+    best = json.loads((out / "best_params.json").read_text())
+    metrics["n_trials"] = int(best["n_trials"])
+    metrics = {
+        k: (round(float(v), 6) if isinstance(v, float | np.floating) else v)
+        for k, v in sorted(metrics.items())
+    }
+    write_json(metrics, out / "metrics.json")
+
+    pred_cols = [
+        *KEYS,
+        "card_id",
+        "churn_p",
+        "value",
+        "uplift",
+        *(f"uplift_{n}" for n in learners),
+        "value_realised",
+    ]
+    with atomic_dir(out / "predictions.parquet") as tmp:
+        pred = snaps[pred_cols].reset_index(drop=True)
+        pred["snapshot_date"] = pred["snapshot_date"].dt.date  # dates are dates in every output table
+        write_parquet(pred, tmp / "part-0.parquet")
+    with atomic_dir(out / "plots") as tmp:
+        _write_plots(tables, metrics, tmp)
+
+    passed = metrics["oot_auc"] >= cp.min_oot_auc and metrics["lift_at_capacity"] >= cp.min_lift_at_capacity
+    _log_to_mlflow(params, out, metrics, passed)
+    return metrics
+
+
+def _churn_metrics(snaps: pd.DataFrame, oracle: Path, cp: ChurnParams, tables: dict) -> dict:
+    m: dict[str, float] = {}
+    lab = snaps[snaps["label"].notna()]
+    for split in ("valid", "oot"):
+        d = lab[lab["split"] == split]
+        y, p = d["label"].to_numpy(int), d["churn_p"].to_numpy()
+        m[f"{split}_auc"] = M.auc(y, p)
+        m[f"{split}_n"] = int(len(d))
+    oot = lab[lab["split"] == "oot"]
+    y, p = oot["label"].to_numpy(int), oot["churn_p"].to_numpy()
+    m["oot_pr_auc"] = M.pr_auc(y, p)
+    m["oot_event_rate"] = float(y.mean())
+    m["oot_mean_churn_p"] = float(p.mean())
+    m["oot_brier"] = M.brier(y, p)
+    m["lift_at_capacity"] = M.lift_at(y, p, cp.campaign_capacity_share)
+    m["recall_at_capacity"] = M.recall_at(y, p, cp.campaign_capacity_share)
+    rel = M.reliability_curve(y, p, n_bins=10)
+    m["oot_calibration_error"] = float(
+        np.sum(rel["n"] * (rel["obs_rate"] - rel["mean_pred"]).abs()) / rel["n"].sum()
+    )
+    tables["churn_calibration"] = rel
+    # the oracle: true churn probability on the same rows (active, healthy accounts only)
+    o = oot.merge(read_churn_true(oracle), on=["card_id", "snapshot_date"], how="inner")
+    m["oot_oracle_coverage"] = float(len(o) / len(oot))
+    if len(o) and 0 < o["label"].sum() < len(o):
+        yo = o["label"].to_numpy(int)
+        m["oot_oracle_auc"] = M.auc(yo, o["p_churn_true"].to_numpy())
+        m["oot_auc_oracle_rows"] = M.auc(yo, o["churn_p"].to_numpy())
+        m["oot_oracle_pr_auc"] = M.pr_auc(yo, o["p_churn_true"].to_numpy())
+        m["lift_at_capacity_oracle"] = M.lift_at(yo, o["p_churn_true"].to_numpy(), cp.campaign_capacity_share)
+        m["oot_churn_p_corr_true"] = float(stats.spearmanr(o["churn_p"], o["p_churn_true"]).statistic)
+    return m
+
+
+def _value_metrics(snaps: pd.DataFrame, cp: ChurnParams, tables: dict) -> dict:
+    m: dict[str, float] = {}
+    d = snaps[(snaps["split"] == "oot") & snaps["value_realised"].notna()]
+    a, p = d["value_realised"].to_numpy(), d["value"].to_numpy()
+    m["value_n"] = int(len(d))
+    m["value_spearman"] = float(stats.spearmanr(p, a).statistic)
+    m["value_gini"] = value_gini(a, p)
+    m["value_top_decile_capture"] = top_share_capture(a, p, 0.1)
+    m["value_top_decile_share_of_total"] = float(a[U.top_k_mask(p, _k(len(a), 0.1))].sum() / a.sum())
+    m["value_mean_realised_yuan"] = float(a.mean())
+    m["value_mean_pred_yuan"] = float(p.mean())
+    m["value_zero_share"] = float(np.mean(np.abs(a) <= 0.005))
+    dec = pd.qcut(pd.Series(p).rank(method="first"), 10, labels=False) + 1
+    tab = (
+        pd.DataFrame({"decile": dec.to_numpy(), "pred": p, "realised": a})
+        .groupby("decile", as_index=False)
+        .agg(n=("pred", "size"), mean_pred_yuan=("pred", "mean"), mean_realised_yuan=("realised", "mean"))
+    )
+    tables["value_deciles"] = tab
+    m["value_decile_calibration_mae_yuan"] = float(
+        np.mean(np.abs(tab["mean_pred_yuan"] - tab["mean_realised_yuan"]))
+    )
+    return m
+
+
+def _uplift_metrics(
+    camp: pd.DataFrame, sel: dict, learners: dict, out: Path, tables: dict, capacity_share: float
+) -> dict:
+    m: dict[str, float] = {}
+    # model selection: which oracle-free score picks the learner that is truly best on the valid rows?
+    vp = pd.read_parquet(out / "model" / "uplift" / "valid_predictions.parquet")
+    vp["snapshot_date"] = _as_datetime(vp["snapshot_date"])
+    vt = vp.merge(camp[["card_id", "snapshot_date", "tau_true"]], on=["card_id", "snapshot_date"], how="left")
+    valid_pehe = {n: U.pehe(vt[n], vt["tau_true"]) for n in learners}
+    truly_best = min(valid_pehe, key=valid_pehe.get)
+    for n in learners:
+        m[f"valid_pehe_{n}"] = valid_pehe[n]
+        for s, v in sel["valid_scores"][n].items():
+            m[f"valid_{s}_{n}"] = v
+    for s, pick in sel["picks"].items():
+        m[f"selection_correct_{s}"] = int(pick == truly_best)
+        m[f"selection_pehe_regret_{s}"] = valid_pehe[pick] - valid_pehe[truly_best]
+    # out-of-time grading of the refitted learners against the true effect
+    d = camp[camp["split"] == "oot"]
+    y = 1.0 - d["label"].to_numpy(float)
+    w = d["treatment"].to_numpy(float)
+    e = d["propensity"].to_numpy(float)
+    tau = d["tau_true"].to_numpy()
+    m["uplift_n_oot"] = int(len(d))
+    m["ate_true"] = float(tau.mean())
+    # Hajek (self-normalised) IPW with the logged propensity: the design-based ATE on the observed label
+    m["ate_ipw"] = float(
+        np.sum(w * y / e) / np.sum(w / e) - np.sum((1 - w) * y / (1 - e)) / np.sum((1 - w) / (1 - e))
+    )
+    m["oracle_qini"] = U.qini_score(y, w, tau, normalize=True)
+    m["oracle_qini_true"] = U.true_qini(tau, tau)
+    curves = {"share": np.linspace(0, 1, 101)}
+    idx = np.round(curves["share"] * len(d)).astype(int)
+    curves["gain_true_oracle"] = U.true_gain_curve(tau, tau)[idx]
+    curves["gain_true_random"] = curves["share"] * tau.sum()
+    for n in learners:
+        th = d[f"uplift_{n}"].to_numpy()
+        m[f"pehe_{n}"] = U.pehe(th, tau)
+        m[f"ate_est_{n}"] = float(th.mean())
+        m[f"qini_{n}"] = U.qini_score(y, w, th, normalize=True)
+        m[f"qini_capture_{n}"] = U.qini_capture(tau, th)
+        curves[f"gain_true_{n}"] = U.true_gain_curve(tau, th)[idx]
+        curves[f"qini_observed_{n}"] = U.qini_curve(y, w, th)[idx]
+    th = d["uplift"].to_numpy()
+    m["pehe"] = U.pehe(th, tau)
+    m["pehe_constant_ate"] = U.pehe(np.full(len(tau), tau.mean()), tau)  # floor any useful model must beat
+    m["tau_sd"] = float(tau.std())
+    m["ate_est"] = float(th.mean())
+    m["ate_abs_error"] = abs(m["ate_est"] - m["ate_true"])
+    m["qini"] = U.qini_score(y, w, th, normalize=True)
+    m["qini_true"] = U.true_qini(tau, th)
+    m["qini_capture"] = U.qini_capture(tau, th)
+    m["auuc"] = U.auuc_score(y, w, th, normalize=True)
+    m["uplift_at_capacity"] = U.uplift_at(y, w, th, capacity_share)
+    m["qini_capture_churn_risk"] = U.qini_capture(tau, d["churn_p"].to_numpy())
+    # which learner the oracle-free selection score reported: index in alphabetical order (dr, t, x)
+    m["uplift_selected_index"] = list(sel["valid_scores"]).index(sel["selected"])
+    curves["gain_true_churn_risk"] = U.true_gain_curve(tau, d["churn_p"].to_numpy())[idx]
+    tables["qini_curves"] = pd.DataFrame(curves)
+    return m
+
+
+def _targeting_metrics(d: pd.DataFrame, cp: ChurnParams, tables: dict) -> dict:
+    """Four rules at capacity k = ceil(share x campaign rows), graded with true tau x realised value."""
+    d = d[d["value_realised"].notna()]
+    tau, value = d["tau_true"].to_numpy(), d["value_realised"].to_numpy()
+    k = _k(len(d), cp.campaign_capacity_share)
+    rules = {
+        "risk": d["churn_p"].to_numpy(),
+        "value_at_risk": d["churn_p"].to_numpy() * d["value"].to_numpy(),
+        "uplift": d["uplift"].to_numpy(),
+        "uplift_value": d["uplift"].to_numpy() * d["value"].to_numpy(),
+        "random": np.random.default_rng(SEED).random(len(d)),
+    }
+    tab = U.targeting_value(tau, value, rules, k=k, cost=cp.offer_cost_yuan)
+    tables["targeting"] = tab
+    m = {"targeting_n": int(len(d)), "targeting_k": int(k)}
+    for _, r in tab.iterrows():
+        m[f"value_{r['rule']}_targeting"] = float(r["incremental_value"])
+        m[f"retained_{r['rule']}_targeting"] = float(r["incremental_retained"])
+        if r["rule"] != "oracle":
+            m[f"share_of_oracle_{r['rule']}"] = float(r["share_of_oracle"])
+    m["value_gross_oracle_targeting"] = m["value_oracle_targeting"] + k * cp.offer_cost_yuan
+    return m
+
+
+# --------------------------------------------------------------------------------------------------- plots
+def _write_plots(tables: dict[str, pd.DataFrame], metrics: dict, folder: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    meta = {"Software": None}
+    for name, tab in tables.items():
+        tab.round(6).to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
+
+    # qini curves (true effect): cumulative expected retained accounts vs share contacted
+    q = tables["qini_curves"]
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for col in [c for c in q.columns if c.startswith("gain_true_")]:
+        ax.plot(
+            q["share"] * 100,
+            q[col],
+            label=col.removeprefix("gain_true_"),
+            lw=2 if col.endswith(("oracle", "random")) else 1.2,
+            ls="--" if col.endswith("random") else "-",
+        )
+    ax.set_xlabel("campaign population contacted, ranked by score (%)")
+    ax.set_ylabel("true incremental retained accounts (sum of tau)")
+    ax.set_title(
+        f"Retention uplift, OOT: true gain curves\nqini_capture of selected learner "
+        f"{metrics['qini_capture']:.2f} (1 = oracle, 0 = random)"
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "qini_curves.png", dpi=100, metadata=meta)
+
+    t = tables["targeting"]
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.bar(t["rule"], t["incremental_value"], color=["#777" if r != "oracle" else "#2a7" for r in t["rule"]])
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_ylabel("true incremental retained value, net of offer cost (yuan)")
+    best = t[t["rule"] != "oracle"].sort_values("incremental_value").iloc[-1]
+    ax.set_title(
+        f"Whom to contact (k = {metrics['targeting_k']} offers)\nbest feasible rule '{best['rule']}': "
+        f"{best['incremental_value']:,.0f} yuan vs oracle {metrics['value_oracle_targeting']:,.0f} yuan"
+    )
+    fig.tight_layout()
+    fig.savefig(folder / "targeting.png", dpi=100, metadata=meta)
+
+    c = tables["churn_calibration"]
+    fig = Figure(figsize=(5, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    lim = float(max(c["mean_pred"].max(), c["obs_rate"].max()) * 1.05)
+    ax.plot([0, lim], [0, lim], "k--", lw=0.8)
+    ax.plot(c["mean_pred"], c["obs_rate"], "o-")
+    ax.set_xlabel("mean predicted 3-month churn probability")
+    ax.set_ylabel("observed churn rate")
+    ax.set_title(
+        f"Churn calibration, OOT deciles\nweighted abs. error {metrics['oot_calibration_error']:.3f}"
+    )
+    fig.tight_layout()
+    fig.savefig(folder / "churn_calibration.png", dpi=100, metadata=meta)
+
+    v = tables["value_deciles"]
+    fig = Figure(figsize=(6, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(v["decile"], v["mean_pred_yuan"], "o-", label="predicted")
+    ax.plot(v["decile"], v["mean_realised_yuan"], "s-", label="realised")
+    ax.set_xlabel("decile of predicted value (10 = highest)")
+    ax.set_ylabel("12-month account margin (yuan)")
+    ax.set_title(
+        f"Customer value, OOT: Spearman {metrics['value_spearman']:.2f}\n"
+        f"top decile captures {metrics['value_top_decile_capture']:.0%} of the best decile's value"
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "value_deciles.png", dpi=100, metadata=meta)
+
+
+# ------------------------------------------------------------------------------------------------- mlflow
+def _log_to_mlflow(params: Params, out: Path, metrics: dict, passed: bool) -> None:
+    """Add metrics and plots to the training run and register the churn model (challenger if thresholds pass)."""
+    run_file = out / ".mlflow_run"
+    logged = json.loads(run_file.read_text()) if run_file.exists() else {}
+    run_id = logged.get("run_id")
+    with tracking.resume_or_start(
+        run_id,
+        experiment_name=experiment_name(params, TASK),
+        run_name=f"{TASK}-model",
+        description=DESCRIPTION,
+        stage=f"evaluate@{TASK}",
+        params_hash=params_hash(params.churn),
+    ) as run:
+        if run_id is None or run.info.run_id != run_id:
+            booster, features, _ = load_model(out)
+            example = pd.DataFrame(np.zeros((5, len(features)), dtype="float32"), columns=features)
+            model_uri = tracking.log_xgboost_model(booster, example)
+        else:
+            model_uri = logged["model_uri"]
+        tracking.log_params({f"churn_{k}": v for k, v in params.churn.model_dump().items()})
+        tracking.log_metrics(metrics)
+        tracking.log_artifact(out / "metrics.json")
+        tracking.log_artifacts(out / "plots", "plots")
+        tracking.log_artifacts(out / "model" / "uplift", "uplift_model")
+        tracking.log_artifacts(out / "model" / "value", "value_model")
+        tracking.set_tags({"thresholds_passed": str(passed).lower()})
+        tracking.register_model(
+            TASK,
+            model_uri,
+            challenger=passed,
+            description=f"OOT AUC {metrics['oot_auc']:.3f} (oracle {metrics.get('oot_oracle_auc', float('nan')):.3f}), "
+            f"lift@{params.churn.campaign_capacity_share:.0%} {metrics['lift_at_capacity']:.2f}; "
+            f"thresholds {'passed' if passed else 'NOT passed'}.",
+        )

@@ -1,0 +1,789 @@
+"""Credit-limit allocation: choose a line per limit decision to maximise the bank's expected 12-month profit
+under portfolio constraints, graded against the oracle's potential outcomes (docs/tasks/limit.md).
+
+Decisions (``data/features/limit``): the initial line at booking (options: ``line_grid_yuan``) and each
+periodic review (options: the current line times ``review_multiples``, rounded to 100 yuan, capped at
+``max_line_yuan``). Profit of a line over 12 months (yuan)::
+
+    interchange * spend + APR * avg revolving - funding * (avg revolving + spend / 12)
+    - (reward_rate + platform_bonus * platform_share) * spend - PD * LGD * EAD,   EAD = ead_line_share * line
+
+Method: three monotone XGBoost response models (12-month spend, average revolving balance, 90+ DPD) are
+S-learners with the line as treatment features (log line and log line ratio, both constrained increasing),
+tuned with Optuna on the time-based validation split. Per-option profit predictions feed a multiple-choice
+knapsack (exposure budget, expected-loss cap, no increase in arrears) solved with a proven gap
+(:mod:`cardlab.modeling.optimise`). Baselines: the legacy (logged) lines and a "PD-only" optimiser whose
+spend/revolving stay as at the logged line and whose PD does not move with the line. Off-policy estimates
+(IPS, SNIPS, DR; :mod:`cardlab.modeling.ope`) of each policy come from the logged propensities, beside the
+exact value from the oracle (``limit_potential``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from cardlab import tracking
+from cardlab.artifacts import atomic_dir, dir_digest, write_json, write_parquet
+from cardlab.config import Params, params_hash
+from cardlab.modeling import ope
+from cardlab.modeling.optimise import InfeasibleError, MCKPResult, solve_mckp
+from cardlab.modeling.tuning import run_study
+from cardlab.modeling.workflow import SPLITS, experiment_name, read_snapshots
+from cardlab.modeling.xgb import (
+    TaskData,
+    base_params,
+    fit_booster,
+    load_booster,
+    read_dictionary,
+    save_booster,
+    task_features,
+)
+
+TASK = "limit"
+DESCRIPTION = (
+    "Credit-line response models for the co-branded card: 12-month spend, average revolving balance and "
+    "90+ DPD as functions of the customer and the line (S-learners, line monotone increasing), tuned with "
+    "Optuna; their per-line profit feeds a multiple-choice knapsack over accounts x lines under an exposure "
+    "budget and an expected-loss cap. Graded out-of-time against the oracle's potential outcomes."
+)
+TREAT = ("treat_log_line", "treat_log_ratio")
+ACTION_COLS = ("line_before_fen", "line_after_fen", "line_increase_fen", "cell", "propensity")
+MODELS: dict[str, dict[str, str]] = {
+    "spend": {"target": "t_spend", "objective": "reg:tweedie", "metric": "rmse"},
+    "revolve": {"target": "t_revolve", "objective": "reg:tweedie", "metric": "rmse"},
+    "default": {"target": "label", "objective": "binary:logistic", "metric": "logloss"},
+}
+POLICIES = ("legacy", "pd_only", "policy", "oracle")
+_PNG_META = {"Software": None}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------------------
+def treatment_columns(line_yuan: np.ndarray, line_before_yuan: np.ndarray) -> dict[str, np.ndarray]:
+    """Treatment features of the S-learners: log line, and log(line / line before) (NaN at booking)."""
+    line = np.asarray(line_yuan, dtype=np.float64)
+    before = np.asarray(line_before_yuan, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(before > 0, np.log(line / before), np.nan)
+    return {"treat_log_line": np.log(np.maximum(line, 1.0)), "treat_log_ratio": ratio}
+
+
+def _annualise(df: pd.DataFrame) -> np.ndarray:
+    months = df["y_months_observed"].to_numpy(dtype=np.float64)
+    return 12.0 / np.clip(months, 1.0, None)
+
+
+def _prepare(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    line = df["line_after_fen"].to_numpy(dtype=np.float64) / 100.0
+    before = df["line_before_fen"].astype("float64").to_numpy() / 100.0
+    for k, v in treatment_columns(line, before).items():
+        df[k] = v
+    ann = _annualise(df)
+    df["t_spend"] = df["y_spend_fen"].astype("float64").fillna(0.0) / 100.0 * ann
+    df["t_revolve"] = df["y_avg_revolving_fen"].astype("float64").fillna(0.0) / 100.0
+    return df
+
+
+def _load(features_root: Path) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
+    df = read_snapshots(features_root, TASK)
+    missing = {
+        "decision_type",
+        *ACTION_COLS,
+        "y_spend_fen",
+        "y_avg_revolving_fen",
+        "y_months_observed",
+    } - set(df.columns)
+    if missing:
+        raise ValueError(f"{features_root}/{TASK}: columns missing: {sorted(missing)}")
+    names, directions = task_features(read_dictionary(features_root), TASK)
+    clash = set(names) & {*ACTION_COLS, *TREAT}
+    if clash:
+        raise ValueError(f"action columns must not be features of the limit task: {sorted(clash)}")
+    df = df.sort_values(["snapshot_date", "customer_id", "decision_type"], kind="stable").reset_index(
+        drop=True
+    )
+    return _prepare(df), names, directions
+
+
+def _task_data(df: pd.DataFrame, names: list[str], directions: dict[str, int], model: str) -> TaskData:
+    spec = MODELS[model]
+    features = [*names, *TREAT]
+    dirs = {t: 1 for t in TREAT}
+    if model == "default":
+        dirs = {**{n: directions.get(n, 0) for n in names}, **dirs}
+    labelled = df[df["label"].notna()]
+    # response models learn from complete 12-month windows only (OOT rows are graded, never fitted)
+    frames = {s: labelled[labelled["split"] == s].reset_index(drop=True) for s in SPLITS}
+    for s in ("train", "valid"):
+        if frames[s].empty:
+            raise ValueError(f"limit: split {s!r} has no labelled rows; check features.split in params.yaml")
+    return TaskData(frames=frames, features=features, directions=dirs, label=spec["target"])
+
+
+def _weights(frame: pd.DataFrame, test_cell_weight: float) -> np.ndarray:
+    return np.where(frame["cell"].astype(str) == "test", test_cell_weight, 1.0).astype("float32")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tune / train
+# ---------------------------------------------------------------------------------------------------------
+def tune(params: Params, features_root: Path, out: Path) -> dict:
+    """One Optuna study per response model (shared journal ``optuna.journal``); writes best_params.json."""
+    df, names, directions = _load(features_root)
+    digest = dir_digest(Path(features_root) / TASK)[:16]
+    result: dict[str, dict] = {}
+    for model, spec in MODELS.items():
+        data = _task_data(df, names, directions, model)
+        w = params.limit.test_cell_weight
+        study = run_study(
+            task=f"{TASK}-{model}",
+            tune=params.tune,
+            seed=params.simulate.seed,
+            out_dir=out,
+            data_digest=digest,
+            base=base_params(params.tune, objective=spec["objective"], eval_metric=spec["metric"]),
+            dtrain=data.matrix("train", weight=_weights(data.frames["train"], w)),
+            dvalid=data.matrix("valid", weight=_weights(data.frames["valid"], w)),
+            fixed={"monotone_constraints": data.monotone},
+            direction="minimize",
+            metric=spec["metric"],
+            experiment_name=experiment_name(params, TASK),
+        )
+        best = study.best_trial
+        result[model] = {
+            "study_name": study.study_name,
+            "best_value": round(float(best.value), 6),
+            "metric": f"valid_{spec['metric']}",
+            "n_trials": sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials),
+            "n_pruned": sum(t.state.name == "PRUNED" for t in study.trials),
+            "best_params": best.params,
+        }
+    out_json = {"models": result, "n_trials": sum(r["n_trials"] for r in result.values())}
+    write_json(out_json, Path(out) / "best_params.json")
+    return out_json
+
+
+def train(params: Params, features_root: Path, out: Path) -> Path:
+    """Fit the three response models with the tuned params; write ``model/`` and log them to MLflow."""
+    out = Path(out)
+    best_path = out / "best_params.json"
+    if not best_path.exists():
+        raise FileNotFoundError(f"{best_path} is missing: run `cardlab tune {TASK}` first")
+    best = json.loads(best_path.read_text())["models"]
+    df, names, directions = _load(features_root)
+    boosters, meta = {}, {"features": [*names, *TREAT], "treatment": list(TREAT), "models": {}}
+    for model, spec in MODELS.items():
+        data = _task_data(df, names, directions, model)
+        w = params.limit.test_cell_weight
+        bp = {
+            **base_params(params.tune, objective=spec["objective"], eval_metric=spec["metric"]),
+            "monotone_constraints": data.monotone,
+            **best[model]["best_params"],
+        }
+        boosters[model] = fit_booster(
+            bp,
+            data.matrix("train", weight=_weights(data.frames["train"], w)),
+            data.matrix("valid", weight=_weights(data.frames["valid"], w)),
+            num_boost_round=params.tune.num_boost_round,
+            early_stopping_rounds=params.tune.early_stopping_rounds,
+        )
+        meta["models"][model] = {"target": spec["target"], "params": bp, "directions": data.directions}
+    model_dir = out / "model"
+    with atomic_dir(model_dir) as tmp:
+        for model, booster in boosters.items():
+            save_booster(booster, tmp / f"{model}.ubj")
+        write_json(meta, tmp / "features.json")
+    with tracking.stage_run(
+        experiment_name=experiment_name(params, TASK),
+        run_name=f"{TASK}-model",
+        description=DESCRIPTION,
+        stage=f"train@{TASK}",
+        params_hash=params_hash(params.tune),
+        inputs={f"features_{TASK}": Path(features_root) / TASK},
+        tags={"task": TASK},
+    ) as run:
+        tracking.log_params(
+            {f"{m}_{k}": v for m, d in meta["models"].items() for k, v in d["params"].items()}
+        )
+        tracking.log_metrics({f"{m}_best_iteration": b.num_boosted_rounds() for m, b in boosters.items()})
+        example = df[df["split"] == "train"][meta["features"]].astype("float32").head(20)
+        uris = {m: tracking.log_xgboost_model(b, example) for m, b in boosters.items()}
+        (out / ".mlflow_run").write_text(
+            json.dumps({"run_id": run.info.run_id, "model_uri": uris["default"], "model_uris": uris})
+        )
+    return model_dir
+
+
+def load_models(out: Path) -> tuple[dict[str, object], dict]:
+    meta_path = Path(out) / "model" / "features.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} is missing: run `cardlab train {TASK}` first")
+    meta = json.loads(meta_path.read_text())
+    return {m: load_booster(Path(out) / "model" / f"{m}.ubj") for m in MODELS}, meta
+
+
+# ---------------------------------------------------------------------------------------------------------
+# options, responses, profit
+# ---------------------------------------------------------------------------------------------------------
+def line_options(df: pd.DataFrame, params: Params) -> tuple[np.ndarray, np.ndarray]:
+    """Line options (yuan, n x K) and their mask. Booking: the grid; review: current line x multiples,
+    rounded to 100 yuan and capped (duplicates after the cap are masked)."""
+    lp = params.limit
+    grid = np.asarray(lp.line_grid_yuan, dtype=np.float64)
+    mults = np.asarray(lp.review_multiples, dtype=np.float64)
+    k = max(len(grid), len(mults))
+    n = len(df)
+    lines = np.zeros((n, k))
+    allowed = np.zeros((n, k), bool)
+    review = (df["decision_type"].astype(str) == "review").to_numpy()
+    lines[~review, : len(grid)] = grid
+    allowed[~review, : len(grid)] = True
+    old_fen = df["line_before_fen"].astype("float64").fillna(0.0).to_numpy()[review]
+    # the bank's rounding: whole hundreds of yuan (in fen: 10_000), capped
+    opt_fen = np.minimum(
+        np.round(old_fen[:, None] * mults[None, :] / 10_000) * 10_000, lp.max_line_yuan * 100.0
+    )
+    lines[review, : len(mults)] = opt_fen / 100.0
+    allowed[review, : len(mults)] = True
+    # mask duplicated lines (keep the first occurrence)
+    for j in range(1, k):
+        dup = (lines[:, [j]] == lines[:, :j]).any(axis=1) & allowed[:, j]
+        allowed[dup, j] = False
+    lines[~allowed] = 0.0
+    return lines, allowed
+
+
+def in_arrears(df: pd.DataFrame) -> np.ndarray:
+    """Accounts in arrears at a review: flagged by the bank's review system (the logged decision was forced,
+    propensity 1) or days past due on the last statement before the review."""
+    review = (df["decision_type"].astype(str) == "review").to_numpy()
+    forced = (df["propensity"].astype("float64").fillna(0.0) >= 1.0 - 1e-12).to_numpy()
+    dpd = df["acct_dpd_last"].astype("float64").fillna(0.0).to_numpy() > 0 if "acct_dpd_last" in df else False
+    return review & (forced | dpd)
+
+
+def logged_choice(df: pd.DataFrame, lines: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Index of the logged line among the options (raises if a logged line is not on the option grid)."""
+    logged = df["line_after_fen"].to_numpy(dtype=np.float64)[:, None] / 100.0
+    hit = np.isclose(lines, logged) & allowed
+    if not hit.any(axis=1).all():
+        bad = df.loc[~hit.any(axis=1), ["customer_id", "snapshot_date", "line_after_fen"]].head(3)
+        raise ValueError(
+            f"logged lines not on the option grid (check limit.line_grid_yuan/review_multiples):\n{bad}"
+        )
+    return np.argmax(hit, axis=1).astype(np.int64)
+
+
+def predict_responses(models: dict, meta: dict, df: pd.DataFrame, lines: np.ndarray) -> dict[str, np.ndarray]:
+    """S-learner predictions of spend, revolving balance and PD (n x K) at every line option."""
+    n, k = lines.shape
+    names = [f for f in meta["features"] if f not in TREAT]
+    base = df[names].astype("float32").to_numpy()
+    before = df["line_before_fen"].astype("float64").to_numpy() / 100.0
+    X = np.repeat(base, k, axis=0)
+    treat = treatment_columns(lines.reshape(-1), np.repeat(before, k))
+    X = np.column_stack([X, *(treat[t].astype("float32") for t in TREAT)])
+    frame = pd.DataFrame(X, columns=[*names, *TREAT])[meta["features"]]
+    out = {}
+    for m, booster in models.items():
+        out[m] = np.asarray(booster.inplace_predict(frame), dtype=np.float64).reshape(n, k)
+    out["spend"] = np.clip(out["spend"], 0.0, None)
+    out["revolve"] = np.clip(out["revolve"], 0.0, None)
+    out["default"] = np.clip(out["default"], 0.0, 1.0)
+    return out
+
+
+def unit_margins(params: Params) -> dict[str, float]:
+    eco, lp = params.simulate.economics, params.limit
+    return {
+        "spend": eco.interchange_rate
+        - eco.reward_rate
+        - eco.platform_reward_bonus * lp.platform_spend_share
+        - lp.funding_rate_annual / 12.0,
+        "revolve": eco.apr - lp.funding_rate_annual,
+        "loss": lp.lgd * lp.ead_line_share,
+    }
+
+
+def profit_and_loss(
+    spend: np.ndarray, revolve: np.ndarray, pd_: np.ndarray, line: np.ndarray, params: Params
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected 12-month profit and expected credit loss (yuan) of holding ``line``."""
+    u = unit_margins(params)
+    loss = pd_ * u["loss"] * line
+    return spend * u["spend"] + revolve * u["revolve"] - loss, loss
+
+
+def realised_profit(df: pd.DataFrame, params: Params) -> np.ndarray:
+    """Realised 12-month profit (yuan) of the logged line from the ``y_*`` outcomes (spend and interest
+    annualised when fewer than 12 months are observed; loss = LGD * EAD if 90+ DPD was reached)."""
+    eco, lp = params.simulate.economics, params.limit
+    ann = _annualise(df)
+    spend = df["y_spend_fen"].astype("float64").fillna(0.0).to_numpy() / 100.0 * ann
+    intfee = (
+        df["y_interest_fees_fen"].astype("float64").fillna(0.0).to_numpy() / 100.0 * ann
+        if "y_interest_fees_fen" in df
+        else 0.0
+    )
+    rev = df["y_avg_revolving_fen"].astype("float64").fillna(0.0).to_numpy() / 100.0
+    line = df["line_after_fen"].to_numpy(dtype=np.float64) / 100.0
+    bad = df["y_dpd90"].astype("float64").fillna(0.0).to_numpy()
+    margin = eco.interchange_rate - eco.reward_rate - eco.platform_reward_bonus * lp.platform_spend_share
+    return (
+        spend * margin
+        + intfee
+        - lp.funding_rate_annual * (rev + spend / 12.0)
+        - bad * lp.lgd * lp.ead_line_share * line
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# oracle
+# ---------------------------------------------------------------------------------------------------------
+def read_potential(
+    oracle: Path, df: pd.DataFrame, lines: np.ndarray, allowed: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Oracle potential outcomes (yuan) at every option of every decision (evaluation only)."""
+    path = Path(oracle) / "limit_potential"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `dvc repro simulate`")
+    keys = pl.DataFrame(
+        {
+            "customer_id": df["customer_id"].to_numpy().astype(np.int64),
+            "decision_date": pl.Series(pd.to_datetime(df["snapshot_date"]).to_numpy()).cast(pl.Date),
+            "kind": np.where(df["decision_type"].astype(str) == "review", "review", "booking"),
+        }
+    )
+    cols = ["exp_profit", "exp_loss", "pd_12m", "exp_spend_12m", "exp_avg_revolving"]
+    pot = (
+        pl.scan_parquet(path)
+        .join(keys.lazy().unique(), on=["customer_id", "decision_date", "kind"], how="semi")
+        .select("customer_id", "decision_date", "kind", "option_line", *cols)
+        .unique(["customer_id", "decision_date", "kind", "option_line"], keep="first")
+        .collect()
+    )
+    n, k = lines.shape
+    rows, opts = np.nonzero(allowed)
+    long = keys[rows].with_columns(
+        pl.Series("option_line", np.round(lines[rows, opts] * 100).astype(np.int64)),
+        pl.Series("_r", rows),
+        pl.Series("_k", opts),
+    )
+    j = long.join(pot, on=["customer_id", "decision_date", "kind", "option_line"], how="left")
+    if j["exp_profit"].null_count():
+        miss = j.filter(pl.col("exp_profit").is_null()).head(3)
+        raise ValueError(
+            f"oracle limit_potential lacks some decision options (world and features disagree):\n{miss}"
+        )
+    out = {}
+    names = {
+        "exp_profit": "profit",
+        "exp_loss": "loss",
+        "pd_12m": "pd",
+        "exp_spend_12m": "spend",
+        "exp_avg_revolving": "revolve",
+    }
+    for c, name in names.items():
+        mat = np.zeros((n, k))
+        mat[j["_r"].to_numpy(), j["_k"].to_numpy()] = j[c].to_numpy() / (1.0 if c == "pd_12m" else 100.0)
+        out[name] = mat
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# policies
+# ---------------------------------------------------------------------------------------------------------
+def optimise(
+    profit: np.ndarray,
+    loss: np.ndarray,
+    lines: np.ndarray,
+    allowed: np.ndarray,
+    exposure_budget: float,
+    loss_cap: float,
+    *,
+    start: np.ndarray | None = None,
+    time_limit_s: float = 30.0,
+) -> MCKPResult:
+    """Profit-maximising line per decision under total-exposure and expected-loss budgets."""
+    weights = np.stack([np.where(allowed, lines, 0.0), np.where(allowed, loss, 0.0)])
+    return solve_mckp(
+        np.where(allowed, profit, 0.0),
+        weights,
+        np.array([exposure_budget, loss_cap]),
+        allowed,
+        time_limit_s=time_limit_s,
+        start=start,
+    )
+
+
+def _pick(mat: np.ndarray, choice: np.ndarray) -> np.ndarray:
+    return mat[np.arange(len(choice)), choice]
+
+
+def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> dict:
+    """Optimise the OOT decisions, grade every policy with the oracle, OPE from logged data, write outputs."""
+    lp = params.limit
+    out = Path(out)
+    models, meta = load_models(out)
+    df_all, _, _ = _load(features_root)
+    df = df_all[df_all["split"] == "oot"].reset_index(drop=True)
+    if df.empty:
+        raise ValueError("limit: the OOT split has no decisions")
+    lines, base_allowed = line_options(df, params)
+    legacy = logged_choice(df, lines, base_allowed)
+    arrears = in_arrears(df)
+    before = df["line_before_fen"].astype("float64").fillna(np.inf).to_numpy()[:, None] / 100.0
+    allowed = base_allowed & ~(arrears[:, None] & (lines > before + 1e-9))
+
+    resp = predict_responses(models, meta, df, lines)
+    profit_hat, loss_hat = profit_and_loss(resp["spend"], resp["revolve"], resp["default"], lines, params)
+    # PD-only: behaviour (spend, revolving, PD) stays as at the logged line; only the loss scales with the line
+    fixed = {m: np.repeat(_pick(resp[m], legacy)[:, None], lines.shape[1], axis=1) for m in resp}
+    profit_pdo, loss_pdo = profit_and_loss(fixed["spend"], fixed["revolve"], fixed["default"], lines, params)
+    truth = read_potential(oracle, df, lines, base_allowed)
+
+    n = len(df)
+    expo_legacy = float(_pick(lines, legacy).sum())
+    caps = {
+        "policy": float(_pick(loss_hat, legacy).sum()),
+        "pd_only": float(_pick(loss_pdo, legacy).sum()),
+        "oracle": float(_pick(truth["loss"], legacy).sum()),
+    }
+    value = {"policy": profit_hat, "pd_only": profit_pdo, "oracle": truth["profit"]}
+    losses = {"policy": loss_hat, "pd_only": loss_pdo, "oracle": truth["loss"]}
+
+    def solve(name: str, budget_share: float) -> MCKPResult:
+        return optimise(
+            value[name],
+            losses[name],
+            lines,
+            allowed,
+            budget_share * expo_legacy,
+            lp.expected_loss_cap_share * caps[name],
+            start=legacy if budget_share >= 1.0 and lp.expected_loss_cap_share >= 1.0 else None,
+            time_limit_s=lp.solver_time_limit_s,
+        )
+
+    solved = {name: solve(name, lp.exposure_budget_share) for name in ("policy", "pd_only", "oracle")}
+    choice = {"legacy": legacy, **{k: v.choice for k, v in solved.items()}}
+
+    def grade(c: np.ndarray) -> dict[str, float]:
+        return {
+            "profit": float(_pick(truth["profit"], c).mean()),
+            "loss": float(_pick(truth["loss"], c).mean()),
+            "exposure": float(_pick(lines, c).mean()),
+        }
+
+    graded = {p: grade(c) for p, c in choice.items()}
+    gain = graded["oracle"]["profit"] - graded["legacy"]["profit"]
+    capture = (graded["policy"]["profit"] - graded["legacy"]["profit"]) / gain if gain > 0 else float("nan")
+    budget = lp.exposure_budget_share * expo_legacy / n
+    el_cap_oracle = lp.expected_loss_cap_share * caps["oracle"] / n
+
+    metrics: dict[str, float | int | str] = {
+        "n_decisions": n,
+        "n_reviews": int((df["decision_type"].astype(str) == "review").sum()),
+        "n_in_arrears": int(arrears.sum()),
+        "policy_profit": graded["policy"]["profit"],
+        "legacy_profit": graded["legacy"]["profit"],
+        "pd_only_profit": graded["pd_only"]["profit"],
+        "oracle_profit": graded["oracle"]["profit"],
+        "profit_capture": capture,
+        "pd_only_profit_capture": (graded["pd_only"]["profit"] - graded["legacy"]["profit"]) / gain
+        if gain > 0
+        else float("nan"),
+        "exposure_used": graded["policy"]["exposure"],
+        "exposure_budget": budget,
+        "expected_loss": graded["policy"]["loss"],
+        "expected_loss_cap": el_cap_oracle,
+        "expected_loss_model": float(_pick(loss_hat, solved["policy"].choice).mean()),
+        "expected_loss_cap_model": lp.expected_loss_cap_share * caps["policy"] / n,
+        "policy_expected_profit_model": float(solved["policy"].objective / n),
+    }
+    for p in POLICIES:
+        metrics[f"{p}_exposure"] = graded[p]["exposure"]
+        metrics[f"{p}_expected_loss"] = graded[p]["loss"]
+        metrics[f"{p}_share_increase"] = float((_pick(lines, choice[p]) > _pick(lines, legacy) + 1e-9).mean())
+        metrics[f"{p}_agree_oracle"] = float(
+            (_pick(lines, choice[p]) == _pick(lines, choice["oracle"])).mean()
+        )
+    for name, res in solved.items():
+        metrics[f"{name}_solver_gap"] = res.gap
+        metrics[f"{name}_solver"] = res.method
+    # response-model accuracy on the oracle's expectations at the logged line and the profit ranking
+    for m, key in (("spend", "spend"), ("revolve", "revolve"), ("default", "pd")):
+        est, tru = _pick(resp[m], legacy), _pick(truth[key], legacy)
+        metrics[f"{m}_mean_pred"] = float(est.mean())
+        metrics[f"{m}_mean_true"] = float(tru.mean())
+    d_hat = profit_hat - _pick(profit_hat, legacy)[:, None]
+    d_true = truth["profit"] - _pick(truth["profit"], legacy)[:, None]
+    mask = allowed & (lines != _pick(lines, legacy)[:, None])
+    metrics["uplift_corr"] = (
+        float(np.corrcoef(d_hat[mask], d_true[mask])[0, 1]) if mask.sum() > 2 else float("nan")
+    )
+
+    # off-policy estimates from the logged data (all OOT rows; propensities of the logged mixture policy)
+    reward = realised_profit(df, params)
+    prop = df["propensity"].astype("float64").to_numpy()
+    has_p = np.isfinite(prop) & (prop > 0)
+    metrics["ope_n_rows"] = int(has_p.sum())
+    metrics["ope_n_test_cell"] = int(((df["cell"].astype(str) == "test").to_numpy() & has_p).sum())
+    q_logged = _pick(profit_hat, legacy)
+    for p in POLICIES:
+        c = choice[p]
+        if p == "legacy":
+            # the logged lines are the logging policy itself: its value is the on-policy mean (IPS/DR reduce
+            # to it only for a deterministic logger; the logged cells randomise, so use the plain mean)
+            r = reward[has_p]
+            se = float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else float("nan")
+            for est in ("ips", "snips", "dr"):
+                metrics[f"ope_{est}_legacy_profit"] = float(r.mean()) if len(r) else float("nan")
+            metrics["ope_ips_legacy_profit_se"] = metrics["ope_dr_legacy_profit_se"] = se
+            metrics["ope_legacy_n_match"] = int(len(r))
+            continue
+        est_ips = ope.ips(reward[has_p], legacy[has_p], c[has_p], prop[has_p])
+        est_sn = ope.snips(reward[has_p], legacy[has_p], c[has_p], prop[has_p])
+        est_dr = ope.doubly_robust(
+            reward[has_p], legacy[has_p], c[has_p], prop[has_p], q_logged[has_p], _pick(profit_hat, c)[has_p]
+        )
+        tag = "" if p == "policy" else f"_{p}"
+        metrics[f"ope_ips{tag}_profit"] = est_ips.value
+        metrics[f"ope_ips{tag}_profit_se"] = est_ips.se
+        metrics[f"ope_snips{tag}_profit"] = est_sn.value
+        metrics[f"ope_dr{tag}_profit"] = est_dr.value
+        metrics[f"ope_dr{tag}_profit_se"] = est_dr.se
+        metrics[f"ope{tag}_n_match"] = est_ips.n_match
+
+    passed = bool(
+        metrics["exposure_used"] <= budget * (1 + 1e-9)
+        and metrics["expected_loss"] <= el_cap_oracle * (1 + lp.expected_loss_tolerance)
+        and np.isfinite(capture)
+        and capture > 0
+    )
+    metrics["constraints_hold"] = int(
+        metrics["exposure_used"] <= budget * (1 + 1e-9)
+        and metrics["expected_loss"] <= el_cap_oracle * (1 + lp.expected_loss_tolerance)
+    )
+    metrics["n_trials"] = int(json.loads((out / "best_params.json").read_text()).get("n_trials", 0))
+
+    # frontier and line distribution (plots + DVC plot CSVs)
+    frontier = []
+    for share in lp.frontier_budget_shares:
+        for name in ("policy", "pd_only", "oracle"):
+            try:
+                res = solved[name] if share == lp.exposure_budget_share else solve(name, share)
+            except InfeasibleError:  # reviews cannot cut lines: very small budgets are out of reach
+                continue
+            g = grade(res.choice)
+            frontier.append(
+                {
+                    "budget_share": share,
+                    "exposure_budget_yuan": share * expo_legacy / n,
+                    "policy": name,
+                    "profit_yuan": g["profit"],
+                    "exposure_used_yuan": g["exposure"],
+                }
+            )
+        frontier.append(
+            {
+                "budget_share": share,
+                "exposure_budget_yuan": share * expo_legacy / n,
+                "policy": "legacy",
+                "profit_yuan": graded["legacy"]["profit"],
+                "exposure_used_yuan": graded["legacy"]["exposure"],
+            }
+        )
+    frontier_df = pd.DataFrame(frontier)
+    pd_legacy = _pick(resp["default"], legacy)
+    grade_idx = _risk_grades(pd_legacy, lp.n_risk_grades)
+    dist = []
+    for gi in range(1, lp.n_risk_grades + 1):
+        sel = grade_idx == gi
+        for p in POLICIES:
+            dist.append(
+                {
+                    "risk_grade": gi,
+                    "policy": p,
+                    "n": int(sel.sum()),
+                    "mean_line_yuan": float(_pick(lines, choice[p])[sel].mean()) if sel.any() else 0.0,
+                    "mean_pd_true": float(_pick(truth["pd"], choice[p])[sel].mean()) if sel.any() else 0.0,
+                }
+            )
+    dist_df = pd.DataFrame(dist)
+
+    metrics = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in sorted(metrics.items())}
+    write_json(metrics, out / "metrics.json")
+    with atomic_dir(out / "plots") as tmp:
+        _round_df(frontier_df).to_csv(tmp / "frontier.csv", index=False, lineterminator="\n")
+        _round_df(dist_df).to_csv(tmp / "line_by_grade.csv", index=False, lineterminator="\n")
+        _plot_frontier(frontier_df, metrics, tmp / "frontier.png")
+        _plot_lines(dist_df, tmp / "line_by_grade.png")
+    preds = pd.DataFrame(
+        {
+            "customer_id": df["customer_id"].to_numpy(),
+            "snapshot_date": df["snapshot_date"].to_numpy(),
+            "split": df["split"].to_numpy(),
+            "decision_type": df["decision_type"].astype(str).to_numpy(),
+            "label": df["label"].to_numpy(),
+            "chosen_line": _pick(lines, choice["policy"]),
+            "expected_profit": np.round(_pick(profit_hat, choice["policy"]), 6),
+            "legacy_line": _pick(lines, legacy),
+            "legacy_expected_profit": np.round(_pick(profit_hat, legacy), 6),
+            "pd_only_line": _pick(lines, choice["pd_only"]),
+            "oracle_line": _pick(lines, choice["oracle"]),
+            "pd_at_chosen": np.round(_pick(resp["default"], choice["policy"]), 6),
+            "in_arrears": arrears,
+        }
+    )
+    with atomic_dir(out / "predictions.parquet") as tmp:
+        write_parquet(preds, tmp / "part-0.parquet")
+    _log_to_mlflow(params, out, metrics, passed)
+    return metrics
+
+
+def _risk_grades(pd_: np.ndarray, n_grades: int) -> np.ndarray:
+    """Risk grade 1 (safest) .. n_grades by quantiles of the predicted PD at the logged line."""
+    edges = np.quantile(pd_, np.linspace(0, 1, n_grades + 1)[1:-1]) if len(pd_) else np.zeros(n_grades - 1)
+    return (np.searchsorted(edges, pd_, side="right") + 1).astype(np.int64)
+
+
+def _round_df(df: pd.DataFrame) -> pd.DataFrame:
+    return df.apply(lambda s: s.round(6) if s.dtype.kind == "f" else s)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# plots (deterministic PNG: Agg canvas, no Software metadata)
+# ---------------------------------------------------------------------------------------------------------
+_COLORS = {"legacy": "#7f7f7f", "pd_only": "#ff7f0e", "policy": "#1f77b4", "oracle": "#2ca02c"}
+_LABELS = {
+    "legacy": "legacy (logged)",
+    "pd_only": "PD-only optimiser",
+    "policy": "response-model optimiser",
+    "oracle": "oracle optimum",
+}
+
+
+def _figure(w: float = 7.0, h: float = 4.6):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _plot_frontier(frontier: pd.DataFrame, metrics: dict, path: Path) -> None:
+    fig = _figure()
+    ax = fig.add_subplot(111)
+    for p in ("oracle", "policy", "pd_only"):
+        d = frontier[frontier["policy"] == p]
+        ax.plot(d["exposure_budget_yuan"], d["profit_yuan"], marker="o", color=_COLORS[p], label=_LABELS[p])
+    leg = frontier[frontier["policy"] == "legacy"].iloc[0]
+    ax.scatter(
+        [leg["exposure_used_yuan"]],
+        [leg["profit_yuan"]],
+        color=_COLORS["legacy"],
+        marker="*",
+        s=140,
+        zorder=5,
+        label=_LABELS["legacy"],
+    )
+    ax.set_xlabel("exposure budget (total line, yuan per account)")
+    ax.set_ylabel("true expected 12-month profit (yuan per account)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle("Limit allocation: profit vs exposure budget (OOT, oracle-graded)", fontsize=11)
+    cap = metrics.get("profit_capture", float("nan"))
+    ax.set_title(
+        f"Takeaway: at the legacy budget the model policy captures {cap:.0%} of the oracle's gain over legacy.",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata=_PNG_META)
+
+
+def _plot_lines(dist: pd.DataFrame, path: Path) -> None:
+    fig = _figure()
+    ax = fig.add_subplot(111)
+    grades = sorted(dist["risk_grade"].unique())
+    width = 0.8 / len(POLICIES)
+    for i, p in enumerate(POLICIES):
+        d = dist[dist["policy"] == p].set_index("risk_grade").reindex(grades)
+        ax.bar(
+            np.arange(len(grades)) + (i - (len(POLICIES) - 1) / 2) * width,
+            d["mean_line_yuan"],
+            width,
+            color=_COLORS[p],
+            label=_LABELS[p],
+        )
+    ax.set_xticks(np.arange(len(grades)), [f"G{g}" for g in grades])
+    ax.set_xlabel("risk grade (quantiles of predicted PD at the logged line; G1 = safest)")
+    ax.set_ylabel("mean assigned line (yuan)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.suptitle("Limit allocation: line by risk grade per policy (OOT)", fontsize=11)
+    lo, hi = grades[0], grades[-1]
+
+    def ratio(p: str) -> float:
+        d = dist[dist["policy"] == p].set_index("risk_grade")["mean_line_yuan"]
+        return float(d[hi] / d[lo]) if d[lo] > 0 else float("nan")
+
+    ax.set_title(
+        f"Takeaway: riskiest/safest grade line ratio: model {ratio('policy'):.2f}, oracle {ratio('oracle'):.2f},"
+        f" legacy {ratio('legacy'):.2f}.",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata=_PNG_META)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MLflow
+# ---------------------------------------------------------------------------------------------------------
+def _log_to_mlflow(params: Params, out: Path, metrics: dict, passed: bool) -> None:
+    """Add metrics and plots to the training run and register the model (challenger if the checks pass)."""
+    run_file = out / ".mlflow_run"
+    logged = json.loads(run_file.read_text()) if run_file.exists() else {}
+    run_id = logged.get("run_id")
+    with tracking.resume_or_start(
+        run_id,
+        experiment_name=experiment_name(params, TASK),
+        run_name=f"{TASK}-model",
+        description=DESCRIPTION,
+        stage=f"evaluate@{TASK}",
+        params_hash=params_hash(params.limit),
+    ) as run:
+        if run_id is None or run.info.run_id != run_id:
+            models, meta = load_models(out)
+            example = pd.DataFrame(
+                np.zeros((5, len(meta["features"])), dtype="float32"), columns=meta["features"]
+            )
+            uris = {m: tracking.log_xgboost_model(b, example) for m, b in models.items()}
+        else:
+            uris = logged.get("model_uris") or {"default": logged["model_uri"]}
+        tracking.log_metrics(metrics)
+        tracking.log_artifact(out / "metrics.json")
+        tracking.log_artifacts(out / "plots", "plots")
+        tracking.log_artifacts(out / "model", "limit_models")
+        tracking.set_tags(
+            {"thresholds_passed": str(passed).lower(), **{f"model_uri_{m}": u for m, u in uris.items()}}
+        )
+        tracking.register_model(
+            TASK,
+            uris["default"],
+            challenger=passed,
+            description=(
+                f"90+ DPD response model of the limit policy (spend/revolving models: run artifacts "
+                f"limit_models/). OOT profit {metrics['policy_profit']:.1f} vs legacy {metrics['legacy_profit']:.1f}"
+                f" and oracle {metrics['oracle_profit']:.1f} yuan/account; capture {metrics['profit_capture']:.3f};"
+                f" constraints {'hold' if metrics['constraints_hold'] else 'BROKEN'}; "
+                f"{'challenger' if passed else 'not promoted'}."
+            ),
+        )
