@@ -1,0 +1,505 @@
+"""The bank-facing model report: one self-contained HTML file per model (``experiments/<task>/report.html``).
+
+Self-contained means every image is an inline base64 PNG and there is no external reference at all (no
+http(s) URL, no CDN, no web font, no script): the file opens offline, in a mail client or an MLflow artifact
+view, and its bytes are a function of its inputs (no timestamps).
+
+Sections follow what a bank's model-risk reviewer asks for: purpose and intended use, owner, data lineage,
+bad definition, performance in-time / OOT / by month, calibration, stability, fairness, explanations
+(global and example reason codes), faithfulness against the world's truth, comparison with baselines and the
+oracle, limitations and a monitoring plan with thresholds.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from cardlab import tracking
+from cardlab.config import Params
+
+TASK_CARDS: dict[str, dict[str, str]] = {
+    "credit": {
+        "title": "Application PD model (co-branded card)",
+        "purpose": "Estimate the probability that an applicant reaches 90+ days past due within 12 months of "
+        "booking, to rank applications and set the approve/decline cutoff.",
+        "intended_use": "Application decisioning for the co-branded card and input to initial limit and pricing. "
+        "Not for account management, collections or marketing eligibility without revalidation.",
+        "owner": "Partner bank (credit decision and model owner, accountable to its model-risk function). "
+        "The e-commerce platform supplies behavioural data and develops the model as a service; it does "
+        "not make or override credit decisions.",
+        "bad": "Bad = 90+ DPD at any statement within 12 months of booking (label window fully observed). 90+ DPD "
+        "is the Basel default definition and the bank's charge-off trigger path, so the model ranks the loss "
+        "event that drives pricing and capital; 30+ DPD would mostly capture self-curing late payers, and "
+        "a 12-month window matches the annual PD horizon of IFRS 9 stage 1.",
+        "decision": "decline",
+    },
+    "limit": {
+        "title": "Line-management risk model (co-branded card)",
+        "purpose": "Estimate 90+ DPD risk in the outcome window after a credit-line review, for line "
+        "increase/decrease decisions.",
+        "intended_use": "Periodic limit reviews of open accounts. Not for application decisions.",
+        "owner": "Partner bank (limit decision owner); platform as data provider and model developer.",
+        "bad": "Bad = 90+ DPD within the outcome window after the review decision (see docs/tasks/limit.md).",
+        "decision": "flagged (highest risk)",
+    },
+    "churn": {
+        "title": "Attrition / retention model (co-branded card)",
+        "purpose": "Rank open accounts by the probability of voluntary closure or silent attrition in the label "
+        "window, to target retention offers.",
+        "intended_use": "Retention campaign targeting within campaign capacity. Not a credit decision.",
+        "owner": "Platform (campaign owner) jointly with the partner bank (card product owner).",
+        "bad": "Adverse = voluntary closure or silent attrition in the label window (see docs/tasks/churn.md).",
+        "decision": "flagged for retention",
+    },
+}
+
+PERF_KEYS = ("auc", "ks", "gini", "brier", "bad_rate", "mean_pd", "n")
+SPLITS = ("train", "valid", "oot")
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,'Noto Sans CJK SC','Microsoft YaHei',sans-serif;
+max-width:1100px;margin:24px auto;padding:0 16px;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #3b6ea5;padding-bottom:6px}h2{margin-top:32px;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;
+text-align:right}th{background:#eef3f8}td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #eee}
+.ok{color:#1b7837;font-weight:600}.bad{color:#b2182b;font-weight:600}.note{color:#555;font-size:13px}
+nav a{margin-right:10px}
+"""
+
+
+def _esc(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if v != v:
+            return "–"
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    return str(v)
+
+
+def _img(path: Path, alt: str) -> str:
+    if not path.exists():
+        return f'<p class="note">({_esc(path.name)} not available)</p>'
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(df: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
+    if df is None or df.empty:
+        return '<p class="note">(no rows)</p>'
+    head = "".join(f'<th class="{"l" if c in left else ""}">{_esc(c)}</th>' for c in df.columns)
+    body = []
+    for r in df.itertuples(index=False):
+        body.append(
+            "<tr>"
+            + "".join(
+                f'<td class="{"l" if c in left else ""}">{_esc(_fmt(v))}</td>'
+                for c, v in zip(df.columns, r, strict=True)
+            )
+            + "</tr>"
+        )
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _lineage(params: Params, task: str, out: Path, features_root: Path, oracle: Path) -> dict[str, Any]:
+    root = tracking.repo_root()
+    manifest = {}
+    for cand in (
+        features_root.parent / "manifest.json",
+        oracle.parent / "manifest.json",
+        root / "data" / "manifest.json",
+    ):
+        if cand.exists():
+            manifest = _read_json(cand)
+            manifest["_path"] = str(cand.relative_to(root)) if cand.is_relative_to(root) else cand.name
+            break
+    dvc = []
+    lock = root / "dvc.lock"
+    if lock.exists():
+        try:
+            stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        except yaml.YAMLError:
+            stages = {}
+        for name, st in sorted(stages.items()):
+            if not (name in ("simulate", "features") or name.endswith(task) or task in name):
+                continue
+            for o in st.get("outs", []) or []:
+                dvc.append({"stage": name, "path": o.get("path", ""), "md5": o.get("md5", "")})
+    run = _read_json(out / ".mlflow_run")
+    return {
+        "seed": params.simulate.seed,
+        "preset": params.simulate.preset,
+        "manifest": manifest,
+        "dvc": dvc,
+        **tracking.git_state(),
+        "mlflow_run_id": run.get("run_id", "–"),
+        "model_uri": run.get("model_uri", "–"),
+    }
+
+
+def collect_context(
+    params: Params,
+    task: str,
+    out: Path,
+    features_root: Path,
+    explain_dir: Path,
+    *,
+    metrics: dict,
+    glob: dict,
+    reasons: pd.DataFrame,
+    fairness: pd.DataFrame,
+    perf: pd.DataFrame,
+    stability: pd.DataFrame,
+    cutoff: dict,
+    oracle: Path,
+) -> dict[str, Any]:
+    """Everything the report shows, with images already read (so the report can be rendered anywhere)."""
+    val = out / "validation"
+    imgs = {
+        name: _img(explain_dir / f"{name}.png", name)
+        for name in ("importance_features", "importance_families", "beeswarm", "dependence", "truth")
+    }
+    imgs.update(
+        {
+            name: _img(val / f"{name}.png", name)
+            for name in ("roc_oot", "reliability_oot", "score_distribution", "gains_oot", "psi_by_month")
+        }
+    )
+    csi = pd.read_csv(val / "csi.csv") if (val / "csi.csv").exists() else pd.DataFrame()
+    return {
+        "task": task,
+        "card": TASK_CARDS.get(task, TASK_CARDS["credit"]),
+        "params": params,
+        "lineage": _lineage(params, task, out, features_root, oracle),
+        "task_metrics": _read_json(out / "metrics.json"),
+        "explain_metrics": metrics,
+        "glob": glob,
+        "reasons": reasons,
+        "fairness": fairness,
+        "perf": perf,
+        "stability": stability,
+        "cutoff": cutoff,
+        "imgs": imgs,
+        "csi": csi.head(10),
+    }
+
+
+def _perf_table(m: dict) -> pd.DataFrame:
+    rows = []
+    for s in SPLITS:
+        if f"{s}_n" in m:
+            rows.append(
+                {
+                    "split": {"train": "train (in-time)", "valid": "valid (in-time)", "oot": "OOT"}[s],
+                    **{k: m.get(f"{s}_{k}") for k in PERF_KEYS},
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _monitoring(params: Params, task: str) -> pd.DataFrame:
+    cp = params.credit
+    rows = [
+        (
+            "Score PSI vs development (monthly)",
+            "< 0.10",
+            "0.10 – 0.25",
+            f"> {cp.max_oot_psi:.2f}: revalidate",
+        ),
+        (
+            "Feature CSI, top-20 features (monthly)",
+            "< 0.10",
+            "0.10 – 0.25",
+            "> 0.25: investigate source data",
+        ),
+        (
+            "AUC on matured cohorts (quarterly)",
+            f">= {cp.min_oot_auc + 0.05:.2f}",
+            f"{cp.min_oot_auc:.2f} – {cp.min_oot_auc + 0.05:.2f}",
+            f"< {cp.min_oot_auc:.2f}: challenger / redevelop",
+        ),
+        (
+            "Actual / predicted bad rate (quarterly)",
+            "0.85 – 1.15",
+            "0.75 – 0.85 or 1.15 – 1.30",
+            "outside 0.75 – 1.30: recalibrate",
+        ),
+        (
+            "Jeffreys test by grade (annual back-test)",
+            "0 grades rejected",
+            "1 grade",
+            ">= 2 grades: recalibrate",
+        ),
+        (
+            "Approval-rate ratio by city tier / age band / gender",
+            ">= 0.90",
+            "0.80 – 0.90",
+            "< 0.80 (four-fifths rule): fair-lending review",
+        ),
+        (
+            "Reason-code stability (Jaccard, at redevelopment)",
+            ">= 0.70",
+            "0.50 – 0.70",
+            "< 0.50: review grouping",
+        ),
+        ("Override and manual-review rate (monthly)", "< 5 %", "5 – 10 %", "> 10 %: policy review"),
+    ]
+    return pd.DataFrame(rows, columns=["indicator", "green", "amber", "red / action"])
+
+
+def render(ctx: dict[str, Any]) -> str:
+    task, card, m, e = ctx["task"], ctx["card"], ctx["task_metrics"], ctx["explain_metrics"]
+    lin, glob, imgs = ctx["lineage"], ctx["glob"], ctx["imgs"]
+    truth = glob.get("truth", {})
+    parts: list[str] = []
+    add = parts.append
+    add(
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>cardlab {task} model report</title>'
+        f"<style>{CSS}</style></head><body>"
+    )
+    add(f"<h1>cardlab — {_esc(card['title'])}</h1>")
+    add(
+        "<nav>"
+        + "".join(
+            f'<a href="#{a}">{t}</a>'
+            for a, t in (
+                ("purpose", "Purpose"),
+                ("lineage", "Lineage"),
+                ("bad", "Bad definition"),
+                ("performance", "Performance"),
+                ("calibration", "Calibration"),
+                ("stability", "Stability"),
+                ("fairness", "Fairness"),
+                ("explanations", "Explanations"),
+                ("truth", "Faithfulness"),
+                ("comparison", "Baselines & oracle"),
+                ("limitations", "Limitations"),
+                ("monitoring", "Monitoring"),
+            )
+        )
+        + "</nav>"
+    )
+    headline = (
+        f"OOT AUC {_fmt(m.get('oot_auc'))} (95% CI {_fmt(m.get('oot_auc_ci_lo'))} – "
+        f"{_fmt(m.get('oot_auc_ci_hi'))}); oracle {_fmt(m.get('oot_oracle_auc'))}; PSI {_fmt(m.get('oot_psi'))}"
+        if m
+        else "Task metrics (experiments/<task>/metrics.json) not available."
+    )
+    add(f"<p><b>Headline:</b> {_esc(headline)}</p>")
+
+    add('<h2 id="purpose">1. Purpose, intended use and ownership</h2>')
+    add(
+        f"<p><b>Purpose.</b> {_esc(card['purpose'])}</p><p><b>Intended use.</b> {_esc(card['intended_use'])}</p>"
+    )
+    add(f"<p><b>Owner.</b> {_esc(card['owner'])}</p>")
+    add(
+        '<p class="note">All data are synthetic (cardlab\'s simulated world); the model is a research artefact '
+        "demonstrating the validation a bank would require.</p>"
+    )
+
+    add('<h2 id="lineage">2. Data lineage</h2>')
+    man = lin["manifest"]
+    lt = [
+        ("world seed", lin["seed"]),
+        ("world preset", lin["preset"]),
+        ("git commit", f"{lin['git_commit']} (dirty: {lin['git_dirty']})"),
+        ("MLflow run", lin["mlflow_run_id"]),
+        ("model URI", lin["model_uri"]),
+        ("world manifest", man.get("_path", "not found")),
+    ]
+    for k in ("seed", "preset", "n_customers", "months", "content_hash", "hash"):
+        if k in man and not isinstance(man[k], dict | list):
+            lt.append((f"manifest {k}", man[k]))
+    add(_table(pd.DataFrame(lt, columns=["item", "value"]), left=("item", "value")))
+    tables = man.get("tables") or {}
+    if isinstance(tables, dict) and tables:
+        rows = [
+            {
+                "table": k,
+                **(
+                    {kk: vv for kk, vv in v.items() if not isinstance(vv, dict | list)}
+                    if isinstance(v, dict)
+                    else {"value": v}
+                ),
+            }
+            for k, v in sorted(tables.items())
+        ]
+        add(
+            "<p>World tables (from the manifest):</p>"
+            + _table(pd.DataFrame(rows), left=tuple(pd.DataFrame(rows).columns))
+        )
+    if lin["dvc"]:
+        add(
+            "<p>DVC outputs (dvc.lock):</p>" + _table(pd.DataFrame(lin["dvc"]), left=("stage", "path", "md5"))
+        )
+    else:
+        add(
+            '<p class="note">dvc.lock not found: run through <code>dvc repro</code> to pin output hashes.</p>'
+        )
+
+    add('<h2 id="bad">3. Bad definition</h2>')
+    add(f"<p>{_esc(card['bad'])}</p>")
+
+    add('<h2 id="performance">4. Performance: in-time, out-of-time and by month</h2>')
+    add(_table(_perf_table(m), left=("split",)))
+    if m:
+        add(
+            f"<p>OOT KS {_fmt(m.get('oot_ks'))}, recall in the riskiest 10 % {_fmt(m.get('oot_recall_at_10pct'))}, "
+            f"lift {_fmt(m.get('oot_lift_at_10pct'))}.</p>"
+        )
+    add(imgs["roc_oot"] + imgs["gains_oot"])
+    add("<p>By snapshot month (modelled rows; score = model probability):</p>")
+    add(_table(ctx["perf"], left=("month", "split")))
+
+    add('<h2 id="calibration">5. Calibration</h2>')
+    add(
+        f"<p>Hosmer–Lemeshow on OOT: statistic {_fmt(m.get('oot_hosmer_lemeshow_stat'))}, p = "
+        f"{_fmt(m.get('oot_hosmer_lemeshow_p'))}; Jeffreys back-test: {_fmt(m.get('jeffreys_grades_rejected'))} grade(s) "
+        f"rejected; OOT Brier {_fmt(m.get('oot_brier'))} (oracle {_fmt(m.get('oot_oracle_brier'))}).</p>"
+    )
+    add(imgs["reliability_oot"])
+
+    add('<h2 id="stability">6. Stability (PSI / CSI)</h2>')
+    add(
+        f"<p>Score PSI train → OOT: <b>{_fmt(m.get('oot_psi'))}</b>; max feature CSI {_fmt(m.get('oot_csi_max'))}.</p>"
+    )
+    add(imgs["psi_by_month"] + imgs["score_distribution"])
+    add("<p>Top-10 features by CSI:</p>" + _table(ctx["csi"], left=("feature",)))
+
+    add('<h2 id="fairness">7. Fairness: city tier, age band, gender</h2>')
+    cut = ctx["cutoff"]
+    cut_txt = ", ".join(f"{k} = {_fmt(v)}" for k, v in cut.items())
+    add(
+        f"<p>OOT decisions at the cutoff ({_esc(cut_txt)}). <i>favourable_rate</i> = approval rate (credit) or "
+        "not-flagged rate; <i>air</i> = ratio to the best group (four-fifths rule flags &lt; 0.8); <i>score_diff</i> "
+        "= group mean score minus overall (score points, higher = safer, for credit). Differences can reflect "
+        "genuine risk differences (see observed bad rates); gender is not used as a decision driver by policy "
+        "and should be excluded from production features if the dictionary lists it.</p>"
+    )
+    add(_table(ctx["fairness"], left=("attribute", "group")))
+
+    add('<h2 id="explanations">8. Explanations (SHAP, log-odds)</h2>')
+    add(
+        f"<p>Exact tree SHAP (XGBoost <code>pred_contribs</code>) on {_fmt(glob.get('n_rows'))} OOT rows; values add up "
+        f"to the model margin within {_fmt(e.get('shap_additivity_max_err'))} log-odds and agree with shap's independent "
+        f"TreeExplainer within {_fmt(e.get('shap_impl_max_diff'))}.</p>"
+    )
+    add(imgs["importance_features"] + imgs["importance_families"] + imgs["beeswarm"] + imgs["dependence"])
+    rs = ctx["reasons"]
+    add(f"<h3>Example reason codes ({_esc(card['decision'])} decisions)</h3>")
+    add(
+        f"<p>{_fmt(e.get('reason_rows'))} OOT decisions carry up to {ctx['params'].explain.top_reasons} reasons each "
+        "(factors pushing towards the adverse outcome; correlated features grouped under one reason).</p>"
+    )
+    if len(rs):
+        first = rs[["customer_id", "snapshot_date"]].drop_duplicates().head(5)
+        ex = rs.merge(first, on=["customer_id", "snapshot_date"])
+        ex = ex.assign(snapshot_date=ex["snapshot_date"].astype(str))
+        add(
+            _table(
+                ex[
+                    [
+                        "customer_id",
+                        "snapshot_date",
+                        "rank",
+                        "feature",
+                        "contribution",
+                        "reason_zh",
+                        "reason_en",
+                    ]
+                ],
+                left=("snapshot_date", "feature", "reason_zh", "reason_en"),
+            )
+        )
+    add(
+        f"<p>Stability across {len(ctx['stability'])} bootstrap refits (same tuned params): mean Jaccard of the "
+        f"top-{ctx['params'].explain.top_reasons} reason sets {_fmt(e.get('reason_stability_jaccard'))}, mean overlap "
+        f"{_fmt(e.get('reason_stability_overlap'))}.</p>"
+    )
+    add(_table(ctx["stability"]))
+
+    add('<h2 id="truth">9. Faithfulness against the world\'s truth</h2>')
+    if truth.get("table"):
+        verdict = "ok" if e.get("decoys_below_drivers") else "bad"
+        add(
+            f"<p>Spearman rank correlation between source importance and true driver strength: "
+            f"<b>{_fmt(e.get('shap_truth_spearman'))}</b> over {_fmt(truth.get('n_drivers_seen'))} observable drivers. "
+            f'Every decoy below every driver: <span class="{verdict}">{_fmt(e.get("decoys_below_drivers"))}</span>.</p>'
+        )
+        add(_table(pd.DataFrame(truth["table"]), left=("source", "role")))
+        for name, p in (truth.get("proxies") or {}).items():
+            add(
+                f"<p>Proxy <b>{_esc(name)}</b>: rank {p['rank']}, above {p['drivers_below']} true driver(s). A proxy "
+                "has no causal path but is correlated with one; the model may use it for prediction, which is why "
+                "proxies need a business justification before production use.</p>"
+            )
+        if truth.get("drivers_unseen"):
+            add(
+                f'<p class="note">Drivers not observable by this model: {_esc(", ".join(truth["drivers_unseen"]))}.</p>'
+            )
+        add(imgs["truth"])
+    else:
+        add(f'<p class="note">{_esc(truth.get("note", "oracle true drivers not available"))}</p>')
+
+    add('<h2 id="comparison">10. Comparison with the scorecard baseline and the oracle</h2>')
+    comp = [("model (XGBoost)", m.get("oot_auc"), m.get("oot_ks"), m.get("oot_brier"), None)]
+    for b in ("scorecard", "legacy"):
+        if f"{b}_oot_auc" in m:
+            comp.append((b, m.get(f"{b}_oot_auc"), None, None, m.get(f"delong_vs_{b}_p")))
+    if "oot_oracle_auc" in m:
+        comp.append(
+            (
+                "oracle (true PD)",
+                m.get("oot_oracle_auc"),
+                m.get("oot_oracle_ks"),
+                m.get("oot_oracle_brier"),
+                None,
+            )
+        )
+    add(
+        _table(
+            pd.DataFrame(comp, columns=["model", "oot_auc", "oot_ks", "oot_brier", "delong_p_vs_model"]),
+            left=("model",),
+        )
+    )
+    add(f"<p>Gap to the Bayes-optimal oracle: {_fmt(m.get('oot_auc_gap_to_oracle'))} AUC.</p>")
+
+    add('<h2 id="limitations">11. Limitations</h2><ul>')
+    for item in (
+        "Synthetic world: relationships are those the simulator encodes; real portfolios have richer drift.",
+        "Reject inference: the model is fitted on booked accounts only; declined applicants' true PDs are known "
+        "here only because the world is synthetic (see declined_mean_pd_* in metrics.json).",
+        "SHAP explains the model, not the world: path-dependent SHAP attributes along training-data tree paths; "
+        "correlated features share credit, hence grouped reasons.",
+        "Reason codes rank contributions in log-odds; they are not counterfactual recourse advice.",
+        "OOT covers a limited number of months, including a macro shock; estimates for later vintages need "
+        "monitoring.",
+        "Fairness figures are descriptive disparities at one cutoff, not a causal fairness analysis.",
+    ):
+        add(f"<li>{_esc(item)}</li>")
+    add("</ul>")
+    add('<h2 id="monitoring">12. Monitoring plan</h2>')
+    add(_table(_monitoring(ctx["params"], task), left=("indicator", "green", "amber", "red / action")))
+    add('<p class="note">Generated by <code>cardlab explain</code>; deterministic for the same inputs.</p>')
+    add("</body></html>\n")
+    return "".join(parts)

@@ -1,0 +1,479 @@
+"""``cardlab explain <task>``: SHAP explanations, reason codes, faithfulness and the model report.
+
+Reads ``experiments/<task>/model/`` (booster + features.json), ``data/features/<task>/`` and the feature
+dictionary, and (evaluation only) ``data/oracle/true_drivers.json``. Writes, atomically:
+
+- ``experiments/<task>/explain/``: ``global_importance.json``, ``reason_codes.parquet``,
+  ``explain_metrics.json``, ``fairness.csv``, ``performance_by_month.csv``, ``reason_stability.csv`` and PNG
+  plots (importance by feature and family, beeswarm, dependence, truth scatter);
+- ``experiments/<task>/report.html``: the self-contained model report (docs/explain.md).
+
+Everything is logged to the model's MLflow run (``experiments/<task>/.mlflow_run``). ``metrics.json`` is
+owned by the evaluate stage and is not rewritten here: :func:`merge_into_metrics` is provided for the lead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from cardlab import tracking
+from cardlab.artifacts import atomic_dir, atomic_file, write_json, write_parquet
+from cardlab.config import Params, params_hash
+from cardlab.explain import faithfulness as F
+from cardlab.explain import plots as P
+from cardlab.explain import reasons as R
+from cardlab.explain import report as REPORT
+from cardlab.explain import shap_values as S
+from cardlab.modeling import metrics as M
+from cardlab.modeling.workflow import experiment_name, load_model, read_snapshots
+from cardlab.modeling.xgb import read_dictionary
+
+METRIC_KEYS = ("shap_additivity_max_err", "shap_truth_spearman", "decoys_below_drivers")
+KEYS = ["customer_id", "snapshot_date"]
+AGE_BANDS = (18, 25, 35, 45, 55, 200)
+
+
+def _objective(meta_params: dict, booster: xgb.Booster) -> str:
+    obj = meta_params.get("objective")
+    if obj:
+        return str(obj)
+    cfg = json.loads(booster.save_config())
+    return cfg["learner"]["objective"]["name"]
+
+
+def _prob(margin: np.ndarray, objective: str) -> np.ndarray:
+    if objective.startswith("binary:"):
+        return 1.0 / (1.0 + np.exp(-margin))
+    return margin
+
+
+def _round(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if not np.isfinite(obj) else float(f"{obj:.6g}")
+    if isinstance(obj, dict):
+        return {k: _round(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_round(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _round(obj.item())
+    return obj
+
+
+def decision_mask(
+    task: str, params: Params, snapshots: pd.DataFrame, score: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Rows (within ``rows``) the model decides adversely: credit declines at the approval cutoff (the lowest-PD
+    ``approval_rate`` share is approved), churn/limit the top-scored ``flag_share`` (churn: campaign capacity)."""
+    ep = params.explain
+    if task == "credit":
+        share = ep.approval_rate
+        if share is None:
+            share = (
+                float(snapshots.loc[rows, "approved"].astype(float).mean())
+                if "approved" in snapshots
+                else 0.6
+            )
+        cut = float(np.quantile(score[rows], share)) if rows.any() else float("nan")
+        mask = rows & (score > cut)
+        return mask, {"approval_rate": share, "pd_cutoff": cut}
+    share = params.churn.campaign_capacity_share if task == "churn" else ep.flag_share
+    cut = float(np.quantile(score[rows], 1.0 - share)) if rows.any() else float("nan")
+    return rows & (score > cut), {"flag_share": share, "score_cutoff": cut}
+
+
+def fairness_table(
+    snapshots: pd.DataFrame,
+    score: np.ndarray,
+    adverse: np.ndarray,
+    rows: np.ndarray,
+    points: np.ndarray | None,
+) -> pd.DataFrame:
+    """Favourable-decision rate and score by city tier, age band and gender on ``rows`` (OOT decisions).
+
+    ``air`` = group favourable rate / the highest group's rate (adverse impact ratio; < 0.8 flags the
+    four-fifths rule); ``score_diff`` = group mean score - overall mean score (points for credit).
+    """
+    df = snapshots.loc[rows].copy()
+    df["_fav"] = ~adverse[rows]
+    df["_score"] = points[rows] if points is not None else score[rows]
+    attrs: dict[str, pd.Series] = {}
+    if "cust_city_tier" in df:
+        attrs["city_tier"] = df["cust_city_tier"].map(lambda v: "missing" if pd.isna(v) else f"tier {int(v)}")
+    if "cust_age" in df:
+        attrs["age_band"] = pd.cut(
+            df["cust_age"], AGE_BANDS, right=False, labels=["18-24", "25-34", "35-44", "45-54", "55+"]
+        ).astype(str)
+    g_cols = [c for c in df.columns if c.startswith("cust_gender_")]
+    if g_cols:
+        attrs["gender"] = (
+            df[g_cols].astype(float).idxmax(axis=1).str.replace("cust_gender_", "", regex=False).str.upper()
+        )
+        attrs["gender"] = attrs["gender"].where(df[g_cols].astype(float).max(axis=1) > 0, "missing")
+    elif "cust_gender_code" in df:
+        attrs["gender"] = df["cust_gender_code"].map(lambda v: "missing" if pd.isna(v) else f"code {int(v)}")
+    has_label = "label" in df and df["label"].notna().any()
+    out = []
+    overall = float(df["_score"].mean()) if len(df) else float("nan")
+    for attr, grp in attrs.items():
+        t = df.groupby(grp.to_numpy(), sort=True)
+        tab = pd.DataFrame(
+            {"n": t.size(), "favourable_rate": t["_fav"].mean(), "mean_score": t["_score"].mean()}
+        )
+        if has_label:
+            tab["observed_bad_rate"] = t["label"].mean()
+        tab["air"] = tab["favourable_rate"] / tab["favourable_rate"].max()
+        tab["score_diff"] = tab["mean_score"] - overall
+        tab.insert(0, "group", tab.index.astype(str))
+        tab.insert(0, "attribute", attr)
+        out.append(tab.reset_index(drop=True))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["attribute", "group", "n"])
+
+
+def performance_by_month(snapshots: pd.DataFrame, score: np.ndarray, modelled: np.ndarray) -> pd.DataFrame:
+    df = pd.DataFrame(
+        {
+            "month": pd.to_datetime(snapshots["snapshot_date"]).dt.strftime("%Y-%m"),
+            "split": snapshots["split"].astype(str),
+            "label": snapshots["label"],
+            "score": score,
+        }
+    )
+    df = df[modelled & df["label"].notna().to_numpy()]
+    rows = []
+    for (month, split), g in df.groupby(["month", "split"], sort=True):
+        y = g["label"].astype(int).to_numpy()
+        auc = M.auc(y, g["score"].to_numpy()) if 0 < y.sum() < len(y) else float("nan")
+        rows.append(
+            {
+                "month": month,
+                "split": split,
+                "n": len(g),
+                "bad_rate": float(y.mean()),
+                "mean_score": float(g["score"].mean()),
+                "auc": auc,
+            }
+        )
+    return pd.DataFrame(rows, columns=["month", "split", "n", "bad_rate", "mean_score", "auc"])
+
+
+def _modelled(task: str, snapshots: pd.DataFrame) -> np.ndarray:
+    keep = snapshots["label"].notna().to_numpy()
+    if task == "credit" and "approved" in snapshots:
+        keep &= snapshots["approved"].astype(bool).to_numpy()
+    return keep
+
+
+def reason_stability(
+    booster_params: dict,
+    n_rounds: int,
+    snapshots: pd.DataFrame,
+    features: list[str],
+    modelled: np.ndarray,
+    x_eval: np.ndarray,
+    base_sets: list[frozenset[str]],
+    groups: R.Groups,
+    top_k: int,
+    refits: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Refit on bootstrap samples of the training split with the tuned params and the final number of rounds;
+    compare each refit's top-k reason groups with the model's on the same declined rows."""
+    train = snapshots[modelled & (snapshots["split"] == "train").to_numpy()]
+    x_tr = S.as_matrix(train, features)
+    y_tr = train["label"].to_numpy(dtype=np.float32)
+    params = {k: v for k, v in booster_params.items() if k not in ("eval_metric",)}
+    rows = []
+    for r in range(refits):
+        rng = np.random.default_rng([seed, r])
+        idx = np.sort(rng.integers(0, len(train), len(train)))
+        dtrain = xgb.DMatrix(x_tr[idx], label=y_tr[idx], feature_names=features)
+        refit = xgb.train({**params, "seed": seed + r}, dtrain, num_boost_round=n_rounds)
+        sv = S.tree_shap(refit, x_eval, features)
+        agree = R.set_agreement(base_sets, R.top_groups(sv.values, features, groups, top_k), top_k)
+        rows.append({"refit": r + 1, "n_rows": len(base_sets), **agree})
+    return pd.DataFrame(rows, columns=["refit", "n_rows", "jaccard", "overlap"])
+
+
+def explain(params: Params, task: str, features_root: Path, oracle: Path, out: Path) -> dict:
+    """Explain the task's model; write ``out/explain/`` and ``out/report.html``; log to the model's MLflow run.
+
+    Returns the explain metrics (also in ``out/explain/explain_metrics.json``), among them
+    ``shap_additivity_max_err`` (log-odds), ``shap_truth_spearman`` and ``decoys_below_drivers``.
+    """
+    ep = params.explain
+    features_root, oracle, out = Path(features_root), Path(oracle), Path(out)
+    booster, features, _directions = load_model(out)
+    meta = json.loads((out / "model" / "features.json").read_text())
+    booster_params = meta.get("params", {})
+    objective = _objective(booster_params, booster)
+    dictionary = {e["name"]: e for e in read_dictionary(features_root)}
+    snapshots = read_snapshots(features_root, task).reset_index(drop=True)
+    missing = [f for f in features if f not in snapshots.columns]
+    if missing:
+        raise ValueError(
+            f"model features absent from {features_root / task}: {missing[:5]} (rebuild features)"
+        )
+    x_all = S.as_matrix(snapshots, features)
+    nthread = params.tune.nthread
+    margin_all = S.margin(booster, x_all, features)
+    score = _prob(margin_all, objective)
+    points = None
+    if task in ("credit", "limit") and objective.startswith("binary:"):
+        cp = params.credit
+        points = M.pd_to_score(score, cp.base_points, cp.base_odds, cp.pdo)
+    oot = (snapshots["split"] == "oot").to_numpy()
+    modelled = _modelled(task, snapshots)
+
+    # --- global: exact tree SHAP on a seeded OOT sample
+    rng = np.random.default_rng(ep.seed)
+    oot_idx = np.flatnonzero(oot)
+    sample = (
+        np.sort(rng.permutation(oot_idx)[: ep.global_sample]) if len(oot_idx) > ep.global_sample else oot_idx
+    )
+    x_s = x_all[sample]
+    sv = S.tree_shap(booster, x_s, features, nthread=nthread)
+    add_err = float(np.max(np.abs(sv.margin - margin_all[sample]))) if len(sample) else 0.0
+    n_check = min(200, len(sample))
+    impl_diff = (
+        float(np.max(np.abs(S.shap_tree_explainer(booster, x_s[:n_check], features) - sv.values[:n_check])))
+        if n_check
+        else 0.0
+    )
+    imp = S.mean_abs(sv)
+    fam_of = {f: str(dictionary.get(f, {}).get("family", "unknown")) for f in features}
+    families = sorted(set(fam_of.values()))
+    fam_imp = pd.Series(
+        {
+            fam: float(
+                np.abs(
+                    sv.values[:, [i for i, f in enumerate(features) if fam_of[f] == fam]].sum(
+                        axis=1, dtype=np.float64
+                    )
+                ).mean()
+            )
+            for fam in families
+        }
+    )
+    fam_imp = fam_imp.sort_index().sort_values(ascending=False, kind="mergesort")
+    groups = R.group_features(features, dictionary, x_s[:2000], imp, ep.group_corr_threshold)
+    gm, gids = groups.matrix(features)
+    grp_imp = pd.Series(np.abs(sv.values.astype(np.float64) @ gm).mean(axis=0), index=gids)
+    grp_imp = grp_imp.sort_index().sort_values(ascending=False, kind="mergesort")
+
+    # --- local: reason codes for every adverse decision in the OOT period
+    adverse, cutoff = decision_mask(task, params, snapshots, score, oot)
+    dec_idx = np.flatnonzero(adverse)
+    sv_dec = S.tree_shap(booster, x_all[dec_idx], features, nthread=nthread)
+    add_err = max(
+        add_err, float(np.max(np.abs(sv_dec.margin - margin_all[dec_idx]))) if len(dec_idx) else 0.0
+    )
+    keys = snapshots.loc[dec_idx, KEYS + ["split"]].reset_index(drop=True)
+    reasons = R.reason_table(sv_dec.values, features, keys, groups, dictionary, ep.top_reasons)
+    reasons = reasons[
+        [*KEYS, "rank", "feature", "contribution", "reason_zh", "reason_en", "reason_group", "split"]
+    ]
+
+    # --- stability of reasons across bootstrap refits
+    stab_rows = dec_idx[: ep.stability_rows]
+    base_sets = R.top_groups(sv_dec.values[: len(stab_rows)], features, groups, ep.top_reasons)
+    stability = pd.DataFrame(columns=["refit", "n_rows", "jaccard", "overlap"])
+    if ep.bootstrap_refits and len(stab_rows) and booster_params:
+        stability = reason_stability(
+            booster_params,
+            booster.num_boosted_rounds(),
+            snapshots,
+            features,
+            modelled,
+            x_all[stab_rows],
+            base_sets,
+            groups,
+            ep.top_reasons,
+            ep.bootstrap_refits,
+            ep.seed,
+        )
+
+    # --- faithfulness against the oracle's true drivers
+    truth_path = oracle / "true_drivers.json"
+    truth = F.load_truth(truth_path, task) if truth_path.exists() else None
+    known = set()
+    if truth:
+        known = set(truth["drivers"]) | set(truth["decoys"]) | set(truth["proxies"])
+    src_imp = F.source_importance(sv.values, features, dictionary, known)
+    check = (
+        F.truth_check(src_imp, truth)
+        if truth
+        else {
+            "shap_truth_spearman": float("nan"),
+            "decoys_below_drivers": False,
+            "table": [],
+            "proxies": {},
+            "note": f"{truth_path} not found",
+        }
+    )
+
+    # --- optional interventional SHAP against the reference population
+    interventional = None
+    if ep.interventional_rows:
+        ref_idx = np.flatnonzero((snapshots["split"] == ep.reference_split).to_numpy())
+        bg = np.sort(rng.permutation(ref_idx)[: ep.background_rows])
+        rows = x_s[: ep.interventional_rows]
+        isv = S.interventional_shap(booster, rows, x_all[bg], features)
+        iimp = S.mean_abs(isv)
+        from scipy.stats import spearmanr
+
+        interventional = {
+            "reference": f"{len(bg)} seeded rows of split {ep.reference_split!r}",
+            "n_rows": len(rows),
+            "base_value": isv.base_value,
+            "rank_corr_with_path_dependent": float(
+                spearmanr(iimp.reindex(features), imp.reindex(features)).statistic
+            ),
+            "mean_abs_shap": {k: float(v) for k, v in iimp.head(30).items()},
+        }
+
+    fair = fairness_table(snapshots, score, adverse, oot, points)
+    perf = performance_by_month(snapshots, score, modelled)
+
+    metrics = {
+        "shap_additivity_max_err": add_err,
+        "shap_truth_spearman": check["shap_truth_spearman"],
+        "decoys_below_drivers": bool(check["decoys_below_drivers"]),
+        "shap_impl_max_diff": impl_diff,
+        "shap_explained_rows": int(len(sample)),
+        "reason_rows": int(len(dec_idx)),
+        "reason_stability_jaccard": float(stability["jaccard"].mean()) if len(stability) else float("nan"),
+        "reason_stability_overlap": float(stability["overlap"].mean()) if len(stability) else float("nan"),
+        **{f"decision_{k}": v for k, v in cutoff.items()},
+    }
+    for attr, t in fair.groupby("attribute", sort=True):
+        metrics[f"fairness_min_air_{attr}"] = float(t["air"].min())
+    metrics = _round(metrics)
+
+    glob = _round(
+        {
+            "task": task,
+            "units": "mean |SHAP| in log-odds (margin) space on the OOT sample",
+            "n_rows": int(len(sample)),
+            "base_value": sv.base_value,
+            "features": [
+                {"feature": f, "family": fam_of[f], "group": groups.of[f], "mean_abs_shap": float(v)}
+                for f, v in imp.items()
+            ],
+            "families": [{"family": k, "mean_abs_shap": float(v)} for k, v in fam_imp.items()],
+            "reason_groups": [
+                {"group": g, "lead": groups.lead[g], "members": groups.members[g], "mean_abs_shap": float(v)}
+                for g, v in grp_imp.items()
+            ],
+            "sources": [
+                {k: r[k] for k in ("source", "mean_abs_shap", "n_features", "rank")}
+                for r in src_imp.to_dict("records")
+            ],
+            "truth": {k: v for k, v in check.items()},
+            "interventional": interventional,
+        }
+    )
+
+    explain_dir = out / "explain"
+    with atomic_dir(explain_dir) as tmp:
+        write_json(glob, tmp / "global_importance.json")
+        write_json(metrics, tmp / "explain_metrics.json")
+        write_parquet(reasons, tmp / "reason_codes.parquet")
+        _csv(fair, tmp / "fairness.csv")
+        _csv(perf, tmp / "performance_by_month.csv")
+        _csv(stability, tmp / "reason_stability.csv")
+        top = imp.index[0] if len(imp) else ""
+        P.importance_bar(
+            imp,
+            tmp / "importance_features.png",
+            title=f"{task}: global importance (top 20 features)",
+            takeaway=f"{top} moves the log-odds most on average",
+        )
+        P.importance_bar(
+            fam_imp,
+            tmp / "importance_families.png",
+            title=f"{task}: importance by feature family",
+            takeaway=f"family {fam_imp.index[0] if len(fam_imp) else ''} carries the most signal",
+            xlabel="mean |sum of the family's SHAP| (log-odds)",
+        )
+        P.beeswarm(
+            sv.values,
+            x_s,
+            features,
+            list(imp.index),
+            tmp / "beeswarm.png",
+            seed=ep.seed,
+            takeaway="each dot is one OOT row; spread = how much the feature moves decisions",
+        )
+        P.dependence(
+            sv.values, x_s, features, list(imp.index[: ep.n_dependence]), tmp / "dependence.png", seed=ep.seed
+        )
+        if check["table"]:
+            rho = check["shap_truth_spearman"]
+            P.truth_scatter(
+                pd.DataFrame(check["table"]),
+                tmp / "truth.png",
+                takeaway=f"Spearman {rho:.2f}; decoys below every driver: {check['decoys_below_drivers']}",
+            )
+        context = REPORT.collect_context(
+            params,
+            task,
+            out,
+            features_root,
+            tmp,
+            metrics=metrics,
+            glob=glob,
+            reasons=reasons,
+            fairness=fair,
+            perf=perf,
+            stability=stability,
+            cutoff=cutoff,
+            oracle=oracle,
+        )
+    html = REPORT.render(context)
+    with atomic_file(out / "report.html") as tmp_html:
+        tmp_html.write_text(html, encoding="utf-8")
+    _log_to_mlflow(params, task, out, metrics)
+    return metrics
+
+
+def _csv(df: pd.DataFrame, path: Path) -> None:
+    df.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+
+
+def merge_into_metrics(out: Path) -> dict:
+    """Merge the explain contract keys into ``out/metrics.json`` (for the lead's DVC wiring; not called here)."""
+    out = Path(out)
+    m = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
+    e = json.loads((out / "explain" / "explain_metrics.json").read_text())
+    m.update({k: e[k] for k in METRIC_KEYS if k in e})
+    write_json(dict(sorted(m.items())), out / "metrics.json")
+    return m
+
+
+def _log_to_mlflow(params: Params, task: str, out: Path, metrics: dict) -> None:
+    run_file = out / ".mlflow_run"
+    run_id = json.loads(run_file.read_text()).get("run_id") if run_file.exists() else None
+    with tracking.resume_or_start(
+        run_id,
+        experiment_name=experiment_name(params, task),
+        run_name=f"{task}-model",
+        description=f"{task} model explanations and report (cardlab explain {task})",
+        stage=f"explain@{task}",
+        params_hash=params_hash(params.explain),
+        tags={"task": task},
+    ):
+        tracking.log_metrics(metrics)
+        tracking.set_tags(
+            {
+                "decoys_below_drivers": str(metrics["decoys_below_drivers"]).lower(),
+                "model_report": "report.html",
+            }
+        )
+        tracking.log_artifacts(out / "explain", "explain")
+        tracking.log_artifact(out / "report.html")
