@@ -1,0 +1,92 @@
+"""Pipeline-level checks on the real `dvc repro` outputs (slow): contract files exist, nothing is stale,
+and every graded number respects the bound the oracle sets (the oracle policy/ranking is optimal by
+construction; a model cannot beat the Bayes limit beyond sampling noise)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _metrics(root: Path, task: str) -> dict:
+    return json.loads((root / "experiments" / task / "metrics.json").read_text())
+
+
+def test_second_repro_has_nothing_to_do(pipeline_root: Path):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    out = subprocess.run(["dvc", "status"], cwd=pipeline_root, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "up to date" in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize(
+    ("task", "keys"),
+    [
+        (
+            "credit",
+            "oot_auc oot_ks oot_gini oot_brier oot_oracle_auc oot_oracle_brier oot_psi valid_auc "
+            "scorecard_oot_auc legacy_oot_auc oot_bad_rate n_trials declined_mean_pd_pred declined_mean_pd_true",
+        ),
+        (
+            "limit",
+            "policy_profit legacy_profit pd_only_profit oracle_profit profit_capture exposure_used "
+            "exposure_budget expected_loss expected_loss_cap ope_ips_profit ope_dr_profit",
+        ),
+        (
+            "churn",
+            "oot_auc oot_pr_auc oot_oracle_auc lift_at_capacity value_spearman qini oracle_qini qini_capture "
+            "pehe ate_true ate_est value_risk_targeting value_uplift_targeting value_oracle_targeting",
+        ),
+    ],
+)
+def test_metrics_contract(pipeline_root: Path, task: str, keys: str):
+    metrics = _metrics(pipeline_root, task)
+    missing = [k for k in keys.split() if k not in metrics]
+    assert not missing, f"{task}/metrics.json lacks {missing}"
+    preds = pl.read_parquet(pipeline_root / "experiments" / task / "predictions.parquet")
+    assert {"customer_id", "snapshot_date", "split"} <= set(preds.columns)
+    assert preds.height > 0
+
+
+def test_credit_within_the_bayes_limit(pipeline_root: Path):
+    m = _metrics(pipeline_root, "credit")
+    # the oracle's true PD is the Bayes-optimal score: the model's AUC interval cannot sit above it
+    assert m["oot_auc_ci_lo"] <= m["oot_oracle_auc"]
+    assert m["oot_auc"] > 0.5, "model no better than chance out of time"
+    # declined applicants are riskier than booked ones in truth (the legacy rule is informative)
+    assert m["declined_mean_pd_true"] > m["booked_mean_pd_true"]
+
+
+def test_limit_oracle_policy_dominates_under_the_same_constraints(pipeline_root: Path):
+    m = _metrics(pipeline_root, "limit")
+    tol = 1e-6 * max(1.0, abs(m["oracle_profit"]))
+    for policy in ("policy_profit", "legacy_profit", "pd_only_profit"):
+        assert m[policy] <= m["oracle_profit"] + tol, policy
+    assert m["exposure_used"] <= m["exposure_budget"] * (1 + 1e-9)
+    assert m["expected_loss"] <= m["expected_loss_cap"] * (1 + 1e-9)
+
+
+def test_churn_oracle_targeting_is_best(pipeline_root: Path):
+    m = _metrics(pipeline_root, "churn")
+    for rule in ("value_risk_targeting", "value_uplift_targeting"):
+        assert m[rule] <= m["value_oracle_targeting"] + 1e-6, rule
+
+
+def test_explain_and_report_outputs(pipeline_root: Path):
+    for task in ("credit", "churn"):
+        html = (pipeline_root / "experiments" / task / "report.html").read_text(encoding="utf-8")
+        assert "http://" not in html and "https://" not in html, f"{task} report references the network"
+        e = json.loads(
+            (pipeline_root / "experiments" / task / "explain" / "explain_metrics.json").read_text()
+        )
+        assert e["shap_additivity_max_err"] < 1e-3
+    kpis = json.loads((pipeline_root / "experiments" / "portfolio" / "kpis.json").read_text())
+    assert kpis, "portfolio headline KPIs are empty"
