@@ -48,7 +48,10 @@ format: venv-dev ## apply ruff formatting
 ui: venv ## MLflow UI on http://127.0.0.1:5000 over the project's store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000
 
-lab: venv-dev ## JupyterLab with jupytext: notebooks/*.py open as notebooks
+lab: venv-dev ## JupyterLab with jupytext: notebooks/*.py open as notebooks (double click)
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' \
+	  > $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=$(CURDIR)
 
 bench: venv-dev ## run the benchmarks (slow; numbers go in the README)

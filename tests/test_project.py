@@ -36,8 +36,8 @@ def _dvc_commands() -> dict[str, str]:
     out = {}
     for name, stage in stages.items():
         if "foreach" in stage:
-            for item in stage["foreach"]:
-                out[f"{name}@{item}"] = stage["do"]["cmd"].replace("${item}", item)
+            for item in stage["foreach"]:  # a list of tasks, or a mapping task -> per-task settings
+                out[f"{name}@{item}"] = stage["do"]["cmd"].replace("${item}", item).replace("${key}", item)
         else:
             out[name] = stage["cmd"]
     return out
@@ -73,7 +73,7 @@ def test_stage_params_are_real_sections():
         items = stage.get("foreach", [None])
         for item in items:
             for key in body.get("params", []):
-                key = key.replace("${item}", item) if item else key
+                key = key.replace("${item}", item).replace("${key}", item) if item else key
                 node = params
                 for part in key.split("."):
                     assert part in node, f"stage {name}: params key {key!r} is not in params.yaml"

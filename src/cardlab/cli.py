@@ -158,6 +158,29 @@ def evaluate(
 
 @app.command()
 @friendly_errors
+def explain(
+    task: TaskArg,
+    features_dir: Annotated[Path, typer.Option("--features", help="features root")] = Path("data/features"),
+    oracle: Annotated[Path, typer.Option(help="oracle folder (true drivers, evaluation only)")] = Path(
+        "data/oracle"
+    ),
+    out: Annotated[Path, typer.Option(help="experiments root")] = Path("experiments"),
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """SHAP explanations, reason codes, faithfulness vs the true drivers, and the bank-facing report.html."""
+    p = load_params(params, set_)
+    from cardlab.explain.run import explain as run_explain
+
+    metrics = run_explain(p, task, features_dir, oracle, out / task)
+    console.print(f"[green]{task}[/] explained: report at {out / task / 'report.html'}")
+    for k in ("shap_additivity_max_err", "shap_truth_spearman", "decoys_below_drivers"):
+        if k in metrics:
+            console.print(f"  {k:<28} {metrics[k]}")
+
+
+@app.command()
+@friendly_errors
 def report(
     raw: Annotated[Path, typer.Option(help="raw world folder")] = Path("data/raw"),
     oracle: Annotated[

@@ -141,19 +141,25 @@ def _lineage(params: Params, task: str, out: Path, features_root: Path, oracle: 
         except yaml.YAMLError:
             stages = {}
         for name, st in sorted(stages.items()):
-            if not (name in ("simulate", "features") or name.endswith(task) or task in name):
+            # never this stage's own previous outputs: the report would then hash itself run after run
+            if name.startswith("explain") or not (
+                name in ("simulate", "features") or name.endswith(task) or task in name
+            ):
                 continue
             for o in st.get("outs", []) or []:
                 dvc.append({"stage": name, "path": o.get("path", ""), "md5": o.get("md5", "")})
-    run = _read_json(out / ".mlflow_run")
     return {
         "seed": params.simulate.seed,
         "preset": params.simulate.preset,
         "manifest": manifest,
         "dvc": dvc,
-        **tracking.git_state(),
-        "mlflow_run_id": run.get("run_id", "–"),
-        "model_uri": run.get("model_uri", "–"),
+        # git commit and MLflow ids change with every commit/run; the DVC-tracked report.html must stay
+        # byte-identical for the same inputs, so it points to the MLflow run tags, and only the copy logged
+        # to MLflow (see run._log_to_mlflow) carries the concrete values
+        "git_commit": "recorded as MLflow run tag git_commit",
+        "git_dirty": "see tag git_dirty",
+        "mlflow_run_id": "the MLflow run this report is logged to",
+        "model_uri": "registered model version: see the run's Models tab",
     }
 
 

@@ -15,6 +15,7 @@ owned by the evaluate stage and is not rewritten here: :func:`merge_into_metrics
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -438,7 +439,7 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
     html = REPORT.render(context)
     with atomic_file(out / "report.html") as tmp_html:
         tmp_html.write_text(html, encoding="utf-8")
-    _log_to_mlflow(params, task, out, metrics)
+    _log_to_mlflow(params, task, out, metrics, context)
     return metrics
 
 
@@ -456,7 +457,7 @@ def merge_into_metrics(out: Path) -> dict:
     return m
 
 
-def _log_to_mlflow(params: Params, task: str, out: Path, metrics: dict) -> None:
+def _log_to_mlflow(params: Params, task: str, out: Path, metrics: dict, context: dict) -> None:
     run_file = out / ".mlflow_run"
     run_id = json.loads(run_file.read_text()).get("run_id") if run_file.exists() else None
     with tracking.resume_or_start(
@@ -467,7 +468,7 @@ def _log_to_mlflow(params: Params, task: str, out: Path, metrics: dict) -> None:
         stage=f"explain@{task}",
         params_hash=params_hash(params.explain),
         tags={"task": task},
-    ):
+    ) as run:
         tracking.log_metrics(metrics)
         tracking.set_tags(
             {
@@ -476,4 +477,15 @@ def _log_to_mlflow(params: Params, task: str, out: Path, metrics: dict) -> None:
             }
         )
         tracking.log_artifacts(out / "explain", "explain")
-        tracking.log_artifact(out / "report.html")
+        # the copy for reviewers carries the concrete git commit and run ids (the DVC-tracked file cannot)
+        logged = json.loads(run_file.read_text()) if run_file.exists() else {}
+        lineage = {
+            **context["lineage"],
+            **tracking.git_state(),
+            "mlflow_run_id": run.info.run_id,
+            "model_uri": logged.get("model_uri", "see the run's Models tab"),
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / "report.html"
+            copy.write_text(REPORT.render({**context, "lineage": lineage}), encoding="utf-8")
+            tracking.log_artifact(copy)

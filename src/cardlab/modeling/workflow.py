@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
@@ -154,3 +155,54 @@ def load_model(out: Path) -> tuple[object, list[str], dict[str, int]]:
     booster = load_booster(out / "model" / "model.ubj")
     meta = json.loads((out / "model" / "features.json").read_text())
     return booster, meta["features"], meta["directions"]
+
+
+def log_evaluation(
+    params: Params,
+    task: str,
+    out: Path,
+    metrics: dict,
+    *,
+    passed: bool,
+    description: str,
+    params_slice: object,
+    artifacts: dict[str, Path],
+    registry_note: str,
+    extra_params: dict | None = None,
+) -> None:
+    """Add evaluate's metrics and plots to the training run and register the model.
+
+    The model URI comes from ``.mlflow_run`` (written by :func:`train_task`); if that run is gone from the
+    store (e.g. a fresh mlflow.db), the model is logged again in a new run. The ``challenger`` alias is set
+    only when ``passed`` (the task's OOT thresholds in params.yaml hold).
+    """
+    run_file = out / ".mlflow_run"
+    logged = json.loads(run_file.read_text()) if run_file.exists() else {}
+    run_id = logged.get("run_id")
+    with tracking.resume_or_start(
+        run_id,
+        experiment_name=experiment_name(params, task),
+        run_name=f"{task}-model",
+        description=description,
+        stage=f"evaluate@{task}",
+        params_hash=params_hash(params_slice),
+    ) as run:
+        if run_id is None or run.info.run_id != run_id:
+            booster, features, _ = load_model(out)
+            example = pd.DataFrame(np.zeros((5, len(features)), dtype="float32"), columns=features)
+            model_uri = tracking.log_xgboost_model(booster, example)
+        else:
+            model_uri = logged["model_uri"]
+        if extra_params:
+            tracking.log_params(extra_params)
+        tracking.log_metrics(metrics)
+        tracking.log_artifact(out / "metrics.json")
+        for name, path in artifacts.items():
+            tracking.log_artifacts(path, name)
+        tracking.set_tags({"thresholds_passed": str(passed).lower()})
+        tracking.register_model(
+            task,
+            model_uri,
+            challenger=passed,
+            description=f"{registry_note}; thresholds {'passed' if passed else 'NOT passed'}.",
+        )

@@ -31,15 +31,14 @@ import polars as pl
 import xgboost as xgb
 from scipy import stats
 
-from cardlab import tracking
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
-from cardlab.config import ChurnParams, Params, params_hash
+from cardlab.config import ChurnParams, Params
 from cardlab.modeling import metrics as M
 from cardlab.modeling import uplift as U
 from cardlab.modeling.workflow import (
-    experiment_name,
     load_model,
     load_task_data,
+    log_evaluation,
     read_snapshots,
     train_task,
     tune_task,
@@ -113,7 +112,11 @@ def realised_value(snapshots: pd.DataFrame, raw: Path, params: Params) -> pd.Ser
                 - eco.funding_rate_annual / 12.0 * bal.clip(lower_bound=0)
                 - pl.col("rewards_earned").cast(pl.Float64)
                 - pl.when(pl.col("_d90")).then(eco.lgd * bal.clip(lower_bound=0)).otherwise(0.0)
-            ).alias("margin_fen"),
+            )
+            # whole fen: sums of integer-valued floats are exact, so the parallel group-by below gives
+            # the same bits whatever order it adds in (byte-identical outputs)
+            .round(0)
+            .alias("margin_fen"),
         )
     )
     keys = pl.from_pandas(snapshots[["card_id", "snapshot_date"]].reset_index(drop=True)).with_row_index(
@@ -433,7 +436,23 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path, raw: 
         _write_plots(tables, metrics, tmp)
 
     passed = metrics["oot_auc"] >= cp.min_oot_auc and metrics["lift_at_capacity"] >= cp.min_lift_at_capacity
-    _log_to_mlflow(params, out, metrics, passed)
+    log_evaluation(
+        params,
+        TASK,
+        out,
+        metrics,
+        passed=passed,
+        description=DESCRIPTION,
+        params_slice=params.churn,
+        artifacts={
+            "plots": out / "plots",
+            "uplift_model": out / "model" / "uplift",
+            "value_model": out / "model" / "value",
+        },
+        registry_note=f"OOT AUC {metrics['oot_auc']:.3f} (oracle {metrics['oot_oracle_auc']:.3f}), "
+        f"lift@{cp.campaign_capacity_share:.0%} {metrics['lift_at_capacity']:.2f}",
+        extra_params={f"churn_{k}": v for k, v in cp.model_dump().items()},
+    )
     return metrics
 
 
@@ -659,40 +678,3 @@ def _write_plots(tables: dict[str, pd.DataFrame], metrics: dict, folder: Path) -
     ax.legend()
     fig.tight_layout()
     fig.savefig(folder / "value_deciles.png", dpi=100, metadata=meta)
-
-
-# ------------------------------------------------------------------------------------------------- mlflow
-def _log_to_mlflow(params: Params, out: Path, metrics: dict, passed: bool) -> None:
-    """Add metrics and plots to the training run and register the churn model (challenger if thresholds pass)."""
-    run_file = out / ".mlflow_run"
-    logged = json.loads(run_file.read_text()) if run_file.exists() else {}
-    run_id = logged.get("run_id")
-    with tracking.resume_or_start(
-        run_id,
-        experiment_name=experiment_name(params, TASK),
-        run_name=f"{TASK}-model",
-        description=DESCRIPTION,
-        stage=f"evaluate@{TASK}",
-        params_hash=params_hash(params.churn),
-    ) as run:
-        if run_id is None or run.info.run_id != run_id:
-            booster, features, _ = load_model(out)
-            example = pd.DataFrame(np.zeros((5, len(features)), dtype="float32"), columns=features)
-            model_uri = tracking.log_xgboost_model(booster, example)
-        else:
-            model_uri = logged["model_uri"]
-        tracking.log_params({f"churn_{k}": v for k, v in params.churn.model_dump().items()})
-        tracking.log_metrics(metrics)
-        tracking.log_artifact(out / "metrics.json")
-        tracking.log_artifacts(out / "plots", "plots")
-        tracking.log_artifacts(out / "model" / "uplift", "uplift_model")
-        tracking.log_artifacts(out / "model" / "value", "value_model")
-        tracking.set_tags({"thresholds_passed": str(passed).lower()})
-        tracking.register_model(
-            TASK,
-            model_uri,
-            challenger=passed,
-            description=f"OOT AUC {metrics['oot_auc']:.3f} (oracle {metrics.get('oot_oracle_auc', float('nan')):.3f}), "
-            f"lift@{params.churn.campaign_capacity_share:.0%} {metrics['lift_at_capacity']:.2f}; "
-            f"thresholds {'passed' if passed else 'NOT passed'}.",
-        )

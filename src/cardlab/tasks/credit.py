@@ -13,21 +13,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import polars as pl
 
-from cardlab import tracking
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
-from cardlab.config import Params, params_hash
+from cardlab.config import Params
 from cardlab.modeling import metrics as M
 from cardlab.modeling.scorecard import fit_scorecard, scorecard_pd
 from cardlab.modeling.validation import validation_pack
 from cardlab.modeling.workflow import (
     SPLITS,
-    experiment_name,
     load_model,
     load_task_data,
+    log_evaluation,
     read_snapshots,
     train_task,
     tune_task,
@@ -139,37 +137,16 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
         write_parquet(snapshots[pred_cols].reset_index(drop=True), tmp / "part-0.parquet")
 
     passed = metrics["oot_auc"] >= cp.min_oot_auc and metrics["oot_psi"] <= cp.max_oot_psi
-    _log_to_mlflow(params, out, metrics, passed)
-    return metrics
-
-
-def _log_to_mlflow(params: Params, out: Path, metrics: dict, passed: bool) -> None:
-    """Add metrics and plots to the training run and register the model (challenger if thresholds pass)."""
-    run_file = out / ".mlflow_run"
-    logged = json.loads(run_file.read_text()) if run_file.exists() else {}
-    run_id = logged.get("run_id")
-    with tracking.resume_or_start(
-        run_id,
-        experiment_name=experiment_name(params, TASK),
-        run_name=f"{TASK}-model",
+    log_evaluation(
+        params,
+        TASK,
+        out,
+        metrics,
+        passed=passed,
         description=DESCRIPTION,
-        stage=f"evaluate@{TASK}",
-        params_hash=params_hash(params.credit),
-    ) as run:
-        if run_id is None or run.info.run_id != run_id:
-            booster, features, _ = load_model(out)
-            example = pd.DataFrame(np.zeros((5, len(features)), dtype="float32"), columns=features)
-            model_uri = tracking.log_xgboost_model(booster, example)
-        else:
-            model_uri = logged["model_uri"]
-        tracking.log_metrics(metrics)
-        tracking.log_artifact(out / "metrics.json")
-        tracking.log_artifacts(out / "validation", "validation")
-        tracking.set_tags({"thresholds_passed": str(passed).lower()})
-        tracking.register_model(
-            TASK,
-            model_uri,
-            challenger=passed,
-            description=f"OOT AUC {metrics['oot_auc']:.3f} (oracle {metrics.get('oot_oracle_auc', float('nan')):.3f}), "
-            f"PSI {metrics['oot_psi']:.3f}; thresholds {'passed' if passed else 'NOT passed'}.",
-        )
+        params_slice=params.credit,
+        artifacts={"validation": out / "validation"},
+        registry_note=f"OOT AUC {metrics['oot_auc']:.3f} (oracle {metrics['oot_oracle_auc']:.3f}), "
+        f"PSI {metrics['oot_psi']:.3f}",
+    )
+    return metrics
