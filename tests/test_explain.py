@@ -31,16 +31,19 @@ def _params():
 @pytest.fixture(scope="module")
 def explained(tmp_path_factory):
     root = tmp_path_factory.mktemp("explain")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CARDLAB_ROOT", str(root))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    # MLflow logging is exercised end to end by the slow tests/test_mlflow_ui.py; here it is recorded only
-    logged: list[tuple] = []
-    mp.setattr(RUN, "_log_to_mlflow", lambda params, task, out, metrics: logged.append((task, out, metrics)))
-    paths = synthetic.build(root, n=5000, rounds=30)
-    metrics = RUN.explain(_params(), "credit", paths["features_root"], paths["oracle"], paths["out"])
-    yield {"root": root, "metrics": metrics, "logged": logged, **paths}
-    mp.undo()
+    with pytest.MonkeyPatch.context() as mp:  # undone even when the fixture fails
+        mp.setenv("CARDLAB_ROOT", str(root))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        # MLflow logging is exercised end to end by the slow tests/test_mlflow_ui.py; here it is recorded only
+        logged: list[tuple] = []
+        mp.setattr(
+            RUN,
+            "_log_to_mlflow",
+            lambda params, task, out, metrics, context: logged.append((task, out, metrics)),
+        )
+        paths = synthetic.build(root, n=5000, rounds=30)
+        metrics = RUN.explain(_params(), "credit", paths["features_root"], paths["oracle"], paths["out"])
+        yield {"root": root, "metrics": metrics, "logged": logged, **paths}
 
 
 @pytest.fixture(scope="module")

@@ -81,51 +81,52 @@ def _chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
 def credit_run(tmp_path_factory):
     """A credit model run in a fresh store: training run with the logged booster, evaluate metrics, explain."""
     root = tmp_path_factory.mktemp("mlflow_ui")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CARDLAB_ROOT", str(root))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    from cardlab import tracking
-    from cardlab.config import parse_params
-    from cardlab.explain import run as RUN
-    from cardlab.explain import synthetic
-    from cardlab.modeling import metrics as M
-    from cardlab.modeling.workflow import load_model
+    with pytest.MonkeyPatch.context() as mp:  # undone even when the fixture fails
+        mp.setenv("CARDLAB_ROOT", str(root))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        from cardlab import tracking
+        from cardlab.config import parse_params
+        from cardlab.explain import run as RUN
+        from cardlab.explain import synthetic
+        from cardlab.modeling import metrics as M
+        from cardlab.modeling.workflow import load_model
 
-    params = parse_params({"explain": {"bootstrap_refits": 1, "stability_rows": 100, "global_sample": 800}})
-    paths = synthetic.build(root, n=4000, rounds=40)
-    out = paths["out"]
-    booster, features, _ = load_model(out)
-    snaps = pd.read_parquet(paths["features_root"] / "credit")
-    oot = snaps[(snaps["split"] == "oot") & snaps["label"].notna()]
-    pd_oot = booster.inplace_predict(oot[features].astype("float32"))
-    metrics = {
-        "oot_auc": round(float(M.auc(oot["label"].astype(int).to_numpy(), pd_oot)), 6),
-        "oot_n": len(oot),
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics))
-    with tracking.stage_run(
-        experiment_name="cardlab-credit",
-        run_name="credit-model",
-        description="synthetic credit model for the UI test",
-        stage="train@credit",
-        params_hash="test",
-        tags={"task": "credit"},
-    ) as run:
-        example = pd.DataFrame(np.zeros((5, len(features)), dtype="float32"), columns=features)
-        model_uri = tracking.log_xgboost_model(booster, example)
-        tracking.log_metrics(metrics)
-        (out / ".mlflow_run").write_text(json.dumps({"run_id": run.info.run_id, "model_uri": model_uri}))
-    RUN.explain(params, "credit", paths["features_root"], paths["oracle"], out)
-    import mlflow
+        params = parse_params(
+            {"explain": {"bootstrap_refits": 1, "stability_rows": 100, "global_sample": 800}}
+        )
+        paths = synthetic.build(root, n=4000, rounds=40)
+        out = paths["out"]
+        booster, features, _ = load_model(out)
+        snaps = pd.read_parquet(paths["features_root"] / "credit")
+        oot = snaps[(snaps["split"] == "oot") & snaps["label"].notna()]
+        pd_oot = booster.inplace_predict(oot[features].astype("float32"))
+        metrics = {
+            "oot_auc": round(float(M.auc(oot["label"].astype(int).to_numpy(), pd_oot)), 6),
+            "oot_n": len(oot),
+        }
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        with tracking.stage_run(
+            experiment_name="cardlab-credit",
+            run_name="credit-model",
+            description="synthetic credit model for the UI test",
+            stage="train@credit",
+            params_hash="test",
+            tags={"task": "credit"},
+        ) as run:
+            example = pd.DataFrame(np.zeros((5, len(features)), dtype="float32"), columns=features)
+            model_uri = tracking.log_xgboost_model(booster, example)
+            tracking.log_metrics(metrics)
+            (out / ".mlflow_run").write_text(json.dumps({"run_id": run.info.run_id, "model_uri": model_uri}))
+        RUN.explain(params, "credit", paths["features_root"], paths["oracle"], out)
+        import mlflow
 
-    mlflow.set_tracking_uri(None)
-    yield {
-        "root": root,
-        "run_id": run.info.run_id,
-        "experiment_id": run.info.experiment_id,
-        "metrics": metrics,
-    }
-    mp.undo()
+        mlflow.set_tracking_uri(None)
+        yield {
+            "root": root,
+            "run_id": run.info.run_id,
+            "experiment_id": run.info.experiment_id,
+            "metrics": metrics,
+        }
 
 
 @pytest.fixture(scope="module")

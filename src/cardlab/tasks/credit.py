@@ -51,6 +51,7 @@ def _data(features_root: Path):
 # Validation log-loss, not AUC, drives tuning and early stopping: with a few hundred bads in the
 # validation cohorts AUC is a noisy, step-like target, log-loss is smooth and rewards calibration too.
 METRIC = "logloss"
+LEGACY_SCORE = "app_legacy_score"  # the bank's own application score, as the features stage names it
 
 
 def tune(params: Params, features_root: Path, out: Path) -> dict:
@@ -90,11 +91,12 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
     card = fit_scorecard(modelled[modelled["split"] == "train"], features)
     snapshots["pd_scorecard"] = scorecard_pd(card, snapshots, features)
     baselines = {"scorecard": "pd_scorecard"}
-    if "legacy_score" in snapshots.columns:
-        # the legacy score is a points score (higher = safer); turn it into a risk ranking in [0, 1]
-        ls = snapshots["legacy_score"].astype(float)
-        snapshots["pd_legacy"] = 1.0 - (ls - ls.min()) / max(ls.max() - ls.min(), 1e-9)
-        baselines["legacy"] = "pd_legacy"
+    # the bank's legacy application score (a points score, higher = safer) as a risk ranking in [0, 1]
+    if LEGACY_SCORE not in snapshots.columns:
+        raise ValueError(f"credit features lack {LEGACY_SCORE!r}, the legacy baseline (see docs/features.md)")
+    ls = snapshots[LEGACY_SCORE].astype(float)
+    snapshots["pd_legacy"] = 1.0 - (ls - ls.min()) / max(ls.max() - ls.min(), 1e-9)
+    baselines["legacy"] = "pd_legacy"
 
     frames = {
         s: snapshots[booked & (snapshots["split"] == s)]
