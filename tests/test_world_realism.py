@@ -10,7 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cardlab.config import SimulateParams
+from cardlab.config import FeaturesParams, SimulateParams
+from cardlab.features.io import load_tables, read_calendar
+from cardlab.features.snapshots import churn_snapshots
+from cardlab.modeling import metrics as M
+from cardlab.world import oracle, schemas
+from cardlab.world.behaviour import CLOSE_SHARE, LAPSED_ACTIVE, LAPSED_CLOSE_HAZARD
 from cardlab.world.realism import booked_labels, realism_report
 from cardlab.world.simulate import simulate
 
@@ -99,3 +104,109 @@ def test_limit_potential_has_one_chosen_option_per_decision(world):
     assert set(per.filter(pl.col("kind") == "review")["len"]) == {4}
     lc = pl.read_parquet(str(world / "raw/limit_changes/*.parquet"))
     assert len(per.filter(pl.col("kind") == "review")) == len(lc)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# churn oracle: p_label_3m = P(churn label | account state)
+# ---------------------------------------------------------------------------------------------------------
+def _brute_force_label(h, q, p_active, can_txn, state, n, rng):
+    """Monte Carlo of the simulator's monthly rules (card.py) for one account: returns (label, excluded)."""
+    st = np.full(n, state)  # 0 active, 1 silent, 2 distressed, 3 closed
+    txn = np.zeros(n, bool)
+    closed_gap = np.zeros(n, bool)
+    closed_win = np.zeros(n, bool)
+    for j in range(len(h)):
+        healthy = st <= 1
+        onset = healthy & (rng.random(n) < h[j])
+        u = rng.random(n)
+        event = healthy & ~onset & (st == 0) & (u < q[j])
+        close = event & (u < q[j] * CLOSE_SHARE)
+        st[event & ~close] = 1
+        close |= healthy & ~onset & (st == 1) & ~event & (rng.random(n) < LAPSED_CLOSE_HAZARD)
+        p_txn = np.where(st == 1, LAPSED_ACTIVE, p_active) * can_txn[j]
+        spends = (healthy & ~onset & ~close & (rng.random(n) < p_txn)) | onset  # onset month: the drawdown
+        if j == 0:
+            closed_gap |= close
+        else:
+            closed_win |= close
+            txn |= spends & (st <= 2)
+        st[onset] = 2
+        st[close] = 3
+    return closed_win | ~txn, closed_gap
+
+
+@pytest.mark.parametrize(
+    ("state", "h", "q", "p_active", "can_txn"),
+    [
+        (oracle.ACTIVE, [0.01, 0.01, 0.02, 0.02], [0.05, 0.05, 0.05, 0.05], 0.7, [1, 1, 1, 1]),
+        (oracle.ACTIVE, [0.1, 0.05, 0.2, 0.1], [0.3, 0.1, 0.2, 0.4], 0.3, [1, 1, 1, 1]),
+        (oracle.ACTIVE, [0.05, 0.1, 0.1, 0.1], [0.2, 0.2, 0.2, 0.2], 0.8, [0, 0, 1, 1]),  # activates late
+        (oracle.ACTIVE, [0.08, 0.08, 0.08, 0.08], [0.1, 0.1, 0.1, 0.1], 0.9, [0, 0, 0, 0]),  # never activated
+        (oracle.SILENT, [0.05, 0.15, 0.05, 0.1], [0.9, 0.9, 0.9, 0.9], 0.9, [1, 1, 1, 1]),
+        (oracle.DISTRESSED, [0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5], 0.5, [1, 1, 1, 1]),
+    ],
+)
+def test_churn_label_recursion_matches_monte_carlo(state, h, q, p_active, can_txn):
+    n = 200_000
+    h, q, can_txn = np.array(h), np.array(q), np.array(can_txn, bool)
+    label, excluded = _brute_force_label(h, q, p_active, can_txn, state, n, np.random.default_rng(11))
+    p, p_excl = oracle.churn_label_prob(
+        h[None], q[None], np.array([p_active]), can_txn[None], np.array([state]), gap=1
+    )
+    kept = ~excluded
+    mc = label[kept].mean()
+    se = np.sqrt(max(p[0] * (1 - p[0]), 1e-12) / kept.sum())
+    assert abs(mc - p[0]) < 4 * se + 1e-12, (mc, p[0], se)
+    se_x = np.sqrt(max(p_excl[0] * (1 - p_excl[0]), 1e-12) / n)
+    assert abs(excluded.mean() - p_excl[0]) < 4 * se_x + 1e-12
+    if state == oracle.DISTRESSED:
+        assert p[0] == 1.0 and p_excl[0] == 0.0
+
+
+@pytest.fixture(scope="module")
+def churn_labelled(world) -> pl.DataFrame:
+    """Churn snapshots with their realised labels (the features' own label code on the raw tables), joined to
+    the oracle row written at the end of the month before the snapshot."""
+    tables = load_tables(world / "raw")
+    cal = read_calendar(world / "raw", tables)
+    lab = churn_snapshots(
+        tables["cards"], tables["statements"], tables["retention_offers"], cal, FeaturesParams()
+    ).collect()
+    ct = pl.read_parquet(str(world / "oracle/churn_true/*.parquet"))
+    schemas.raw_schema("churn_true").validate(ct)
+    ct = ct.with_columns(pl.col("month").dt.offset_by("1mo").alias("snapshot_date"))
+    return lab.join(ct.drop("customer_id"), on=["card_id", "snapshot_date"], how="left")
+
+
+def _cluster_se(y: np.ndarray, p: np.ndarray, cluster: np.ndarray) -> float:
+    """s.e. of mean(y - p), robust to the correlation of a card's overlapping label windows."""
+    _, inv = np.unique(cluster, return_inverse=True)
+    return float(np.sqrt((np.bincount(inv, weights=y - p) ** 2).sum()) / len(y))
+
+
+def test_churn_oracle_covers_every_labelled_snapshot(churn_labelled):
+    lab = churn_labelled.filter(pl.col("label").is_not_null())
+    # every snapshot with a label is an open card at the end of the previous month, with a probability
+    assert lab["state"].null_count() == 0
+    assert lab["p_label_3m"].null_count() == 0
+    # distressed accounts never transact again: label 1 with certainty
+    dis = lab.filter(pl.col("state") == "distressed")
+    assert len(dis) > 0 and (dis["p_label_3m"] == 1.0).all() and (dis["label"] == 1).all()
+    # p_churn_3m (event probability) exactly on active accounts
+    assert (lab["p_churn_3m"].is_not_null() == (lab["state"] == "active")).all()
+
+
+def test_churn_oracle_is_calibrated_and_beats_the_event_probability(churn_labelled):
+    d = churn_labelled.filter(pl.col("label").is_not_null())
+    y, p, card = d["label"].to_numpy().astype(float), d["p_label_3m"].to_numpy(), d["card_id"].to_numpy()
+    assert abs(y.mean() - p.mean()) < 3 * _cluster_se(y, p, card), (y.mean(), p.mean())
+    dec = np.minimum((np.argsort(np.argsort(p, kind="stable")) * 10) // len(p), 9)
+    for k in range(10):
+        b = dec == k
+        se = _cluster_se(y[b], p[b], card[b])
+        assert abs(y[b].mean() - p[b].mean()) < 4 * se + 0.005, (k, y[b].mean(), p[b].mean(), se)
+    # the label probability ranks the label better than the churn-event probability, on the event's rows
+    a = d.filter(pl.col("state") == "active")
+    ya = a["label"].to_numpy().astype(int)
+    assert M.auc(ya, a["p_label_3m"].to_numpy()) >= M.auc(ya, a["p_churn_3m"].to_numpy())
+    assert M.auc(y.astype(int), p) > 0.85

@@ -475,7 +475,7 @@ def render(ctx: dict[str, Any]) -> str:
     if "oot_oracle_auc" in m:
         comp.append(
             (
-                "oracle (true PD)",
+                "oracle (true P(label))" if task == "churn" else "oracle (true PD)",
                 m.get("oot_oracle_auc"),
                 m.get("oot_oracle_ks"),
                 m.get("oot_oracle_brier"),

@@ -12,7 +12,7 @@ Three models on the monthly churn snapshots of open cards (``data/features/churn
 3. **Retention uplift** — on the randomised retention campaign rows (control / random / rule-targeted arms,
    known propensity): T-, X- and DR-learners (``cardlab.modeling.uplift``) fitted on the train split, selected
    on the valid split by a score that needs no oracle (DR score, R-loss or observed Qini), refitted on
-   train + valid and graded out of time against the oracle's true effect ``tau = p_churn_y0 - p_churn_y1``.
+   train + valid and graded out of time against the oracle's true effect on the label, ``tau_label = p_label_y0 - p_label_y1``.
 
 The decision: contact the top ``campaign_capacity_share`` of the campaign population under four rules —
 churn risk, value at risk (risk x value), uplift, uplift x value — graded by their true incremental retained
@@ -322,32 +322,54 @@ def _uplift_selection(out: Path) -> dict:
 
 # ----------------------------------------------------------------------------------------------- oracle
 def read_churn_true(oracle: Path) -> pd.DataFrame:
-    """True 3-month churn probability keyed to churn snapshots: the oracle's ``month`` is the end of month m
-    with window m+2..m+4, i.e. the snapshot at the first day of month m+1 (label window t+1..t+3)."""
+    """True probability of the churn label keyed to churn snapshots.
+
+    The oracle's ``month`` is the end of month m; its ``p_label_3m`` = P(label = 1 | the account's state at the
+    end of month m, row not excluded) for the snapshot on the first day of month t = m+1 (gap month t, label
+    window t+1..t+3). Rows the task excludes (distressed accounts charged off before the window ends) have a
+    null p_label_3m and are dropped. ``p_event_true`` = ``p_churn_3m`` (first churn *event* in the window;
+    active accounts only, else NaN), kept for comparison.
+    """
     path = Path(oracle) / "churn_true"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `dvc repro simulate`")
-    ct = pl.read_parquet(path).select(
-        "card_id",
-        pl.col("month").dt.offset_by("1mo").alias("snapshot_date"),
-        pl.col("p_churn_3m").alias("p_churn_true"),
+    ct = pl.read_parquet(path)
+    if "p_label_3m" not in ct.columns:
+        raise ValueError(
+            f"{path} has no p_label_3m (a world simulated before it existed): rerun the simulation"
+        )
+    ct = (
+        ct.filter(pl.col("p_label_3m").is_not_null())
+        .select(
+            "card_id",
+            pl.col("month").dt.offset_by("1mo").alias("snapshot_date"),
+            pl.col("p_label_3m").alias("p_churn_true"),
+            pl.col("p_churn_3m").alias("p_event_true"),
+        )
+        .unique(["card_id", "snapshot_date"], keep="first", maintain_order=True)
+        .to_pandas()
     )
-    ct = ct.unique(["card_id", "snapshot_date"], keep="first").to_pandas()
     return ct.assign(snapshot_date=_as_datetime(ct["snapshot_date"]))
 
 
 def read_retention_truth(oracle: Path) -> pd.DataFrame:
-    """True potential-outcome churn probabilities of every campaign row; ``tau`` = p_churn_y0 - p_churn_y1
-    (the churn reduction the offer buys)."""
+    """True potential outcomes of every campaign row for the task's own label (churned = closed or silent
+    through the 3 effect months): ``tau_true`` = p_label_y0 - p_label_y1, the churn-label reduction the
+    offer buys (the oracle's ``tau_label``; its ``tau`` is the same for churn *events* only)."""
     path = Path(oracle) / "retention_truth"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `dvc repro simulate`")
-    rt = pl.read_parquet(path).select(
+    rt = pl.read_parquet(path)
+    if "tau_label" not in rt.columns:
+        raise ValueError(
+            f"{path} has no tau_label column: it predates the label oracle, re-run `dvc repro simulate`"
+        )
+    rt = rt.select(
         "card_id",
         pl.col("campaign_month").alias("snapshot_date"),
-        "p_churn_y0",
-        "p_churn_y1",
-        pl.col("tau").alias("tau_true"),
+        pl.col("p_label_y0").alias("p_churn_y0"),
+        pl.col("p_label_y1").alias("p_churn_y1"),
+        pl.col("tau_label").alias("tau_true"),
     )
     rt = rt.unique(["card_id", "snapshot_date"], keep="first").to_pandas()
     return rt.assign(snapshot_date=_as_datetime(rt["snapshot_date"]))
@@ -477,12 +499,18 @@ def _churn_metrics(snaps: pd.DataFrame, oracle: Path, cp: ChurnParams, tables: d
         np.sum(rel["n"] * (rel["obs_rate"] - rel["mean_pred"]).abs()) / rel["n"].sum()
     )
     tables["churn_calibration"] = rel
-    # the oracle: true churn probability on the same rows (active, healthy accounts only)
+    # the oracle: true probability of the label on the same rows (every open card has one)
     o = oot.merge(read_churn_true(oracle), on=["card_id", "snapshot_date"], how="inner")
     m["oot_oracle_coverage"] = float(len(o) / len(oot))
     if len(o) and 0 < o["label"].sum() < len(o):
         yo = o["label"].to_numpy(int)
         m["oot_oracle_auc"] = M.auc(yo, o["p_churn_true"].to_numpy())
+        m["oot_oracle_brier"] = M.brier(yo, o["p_churn_true"].to_numpy())
+        m["oot_oracle_mean_p"] = float(o["p_churn_true"].mean())
+        ev = o[o["p_event_true"].notna()]
+        if 0 < ev["label"].sum() < len(ev):
+            # the old oracle (churn-event probability of active accounts) on its own rows, for comparison
+            m["oot_oracle_event_auc"] = M.auc(ev["label"].to_numpy(int), ev["p_event_true"].to_numpy())
         m["oot_auc_oracle_rows"] = M.auc(yo, o["churn_p"].to_numpy())
         m["oot_oracle_pr_auc"] = M.pr_auc(yo, o["p_churn_true"].to_numpy())
         m["lift_at_capacity_oracle"] = M.lift_at(yo, o["p_churn_true"].to_numpy(), cp.campaign_capacity_share)

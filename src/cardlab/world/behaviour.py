@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-DEFAULT_INTERCEPT = -5.85  # logit of the monthly default-onset hazard at risk 0, macro 1, reference line
+DEFAULT_INTERCEPT = -5.6  # logit of the monthly default-onset hazard at risk 0, macro 1, reference line
 RISK_COEF = 1.75  # log-odds of the onset hazard per unit of the risk trait (sets the oracle AUC)
 LINE_ELASTICITY = 0.5  # hazard ∝ (line / reference line) ** (LINE_ELASTICITY * mpb)
 MAX_HAZARD = 0.9
@@ -20,7 +20,8 @@ DRAWDOWN_SHARE = 0.95  # balance/line reached in the month a borrower enters dis
 ONSET_TO_90DPD = 3  # statements from distress onset to 90 DPD (misses at onset+1, +2, +3)
 PD_ONSET_WINDOW = 12 - ONSET_TO_90DPD  # onset months within a 12-month horizon that reach 90+ DPD in it
 REVIEW_EVERY = 6  # months on book between line reviews
-RETENTION_EFFECT_MONTHS = 3  # months a retention offer changes the churn hazard
+RETENTION_EFFECT_MONTHS = 3  # months a retention offer changes the churn hazard and the activity
+OFFER_ACTIVITY_LIFT = 0.4  # most of an active account's idle months an offer turns into transacting months
 BUILD_UP_SPEED = 0.75  # share of the gap to the revolving target a revolver spends per active month
 SPEND_SIGMA = 0.7  # log-sd of monthly spend noise (mean-one log-normal)
 
@@ -77,6 +78,20 @@ def churn_hazard(
         + EARLY_TENURE_CHURN * (months_on_book < 12)
     )
     return np.minimum(expit(logit) * treat_multiplier, 0.9)
+
+
+def offer_activity_lift(reward_sensitivity: np.ndarray, retention_response: np.ndarray) -> np.ndarray:
+    """Share ``s`` of an active account's idle months that a retention offer (bonus points for spending)
+    fills while it is in effect: ``OFFER_ACTIVITY_LIFT * expit(2 * reward_sensitivity - 1)``, so reward-
+    sensitive users respond most; "sleeping dogs" (``retention_response < 0``) do not respond with activity
+    (the offer only reminds them to close, through the churn hazard)."""
+    return np.where(retention_response > 0, OFFER_ACTIVITY_LIFT * expit(2.0 * reward_sensitivity - 1.0), 0.0)
+
+
+def active_probability(p_active: np.ndarray, lift: np.ndarray, in_offer: np.ndarray | bool) -> np.ndarray:
+    """Monthly probability that an active (not silent) account transacts: ``p_active``, raised to
+    ``p_active + (1 - p_active) * lift`` in the months a retention offer is in effect."""
+    return p_active + (1.0 - p_active) * lift * in_offer
 
 
 def survival_product(hazards: np.ndarray) -> np.ndarray:

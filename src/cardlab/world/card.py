@@ -28,6 +28,7 @@ from cardlab.world.streams import Stream, rng_for
 INVITE_CHANNELS = np.array(["app_push", "sms", "checkout_banner", "live_stream"])
 PAYMENT_TYPES = np.array(["none_due", "full", "minimum", "partial", "missed"])
 HORIZON = 12
+CHARGE_OFF_DPD = 180  # a card is charged off (closed) at this DPD: 6 statements after distress onset
 
 
 @dataclass
@@ -208,11 +209,25 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
     usable = np.zeros((n, M), bool)
     platform_share = 0.25 + 0.4 * expit(T.engagement)
     redeem_rate = 0.5 * expit(-1 + T.reward_sensitivity)
+    offer_lift = bh.offer_activity_lift(T.reward_sensitivity, T.retention_response)
     campaigns: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    # factual paths the churn oracle conditions on: the line held in each month (set by the reviews) and the
+    # months a retention offer is in effect; the oracle rows are computed after the loop, once both are known
+    line_path = np.zeros((n, M + HORIZON + 1), np.int64)
+    offer_on = np.zeros((n, M + HORIZON + 1), bool)
+    churn_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    def churn_oracle(m: int, pos: np.ndarray) -> None:
+        o = onset[pos]
+        state = np.where(o >= 0, oracle.DISTRESSED, np.where(lapsed[pos], oracle.SILENT, oracle.ACTIVE))
+        churn_rows.append((m, pos, state))
+        line_path[:, m + 1] = L
 
     for m in range(M):
         idx = np.flatnonzero(booked & (open_month < m) & ~closed)
         if len(idx) == 0:
+            churn_oracle(m, np.flatnonzero(booked & (open_month == m)))
             continue
         k = len(idx)
         mob = m - open_month[idx]
@@ -249,7 +264,8 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         # 4. spend
         activated = act_month[idx] <= m
         can_spend = ~distressed & ~close_now & (activated | onset_now)
-        active = can_spend & (r_pay.random(k) < np.where(lap, bh.LAPSED_ACTIVE, T.p_active[idx]))
+        p_act = bh.active_probability(T.p_active[idx], offer_lift[idx], offer_on[idx, m])
+        active = can_spend & (r_pay.random(k) < np.where(lap, bh.LAPSED_ACTIVE, p_act))
         noise = np.exp(bh.SPEND_SIGMA * r_pay.standard_normal(k) - bh.SPEND_SIGMA**2 / 2)
         want = bh.spend_mean(cap, Li) * seas[m] * noise
         carried = Bo - P + interest + late_fee
@@ -327,7 +343,7 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         miss6[idx] += due > P
         act_hist[idx] = np.column_stack([act_hist[idx, 1:], active])
         # 5. closures
-        co = dpd_new >= 180
+        co = dpd_new >= CHARGE_OFF_DPD
         vol = close_now
         ci = idx[co | vol]
         closed[ci] = True
@@ -335,10 +351,6 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         close_reason[idx[vol]] = "voluntary"
         close_date[idx[vol]] = random_day(r_card, np.full(int(vol.sum()), m), starts, lengths)
         close_date[idx[co]] = starts[m] + lengths[m] - 1
-        # churn oracle for active, healthy accounts still open after this month
-        live = ~(co | vol) & (onset[idx] < 0) & ~lapsed[idx]
-        if live.any() and m + 1 < M + HORIZON:
-            _churn_true(out, idx[live], m, T, cid, L, open_month, treat_mult, treat_until, mac, starts)
         # 6. line review every REVIEW_EVERY months on book
         rev = ~(co | vol) & (mob % bh.REVIEW_EVERY == 0)
         if rev.any():
@@ -389,8 +401,20 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
                         params,
                         r_camp,
                         starts,
+                        onset,
+                        act_month,
+                        offer_on,
                     )
                 )
+        # 8. churn oracle: every card open at the end of this month (after its review and campaign)
+        open_now = np.union1d(idx[~(co | vol)], np.flatnonzero(booked & (open_month == m)))
+        churn_oracle(m, open_now)
+
+    line_path[:, M + 1 :] = L[:, None]
+    for m, pos, state in churn_rows:
+        _churn_true(
+            out, pos, m, state, onset, T, cid, line_path, offer_on, open_month, act_month, mac, starts
+        )
 
     # potential outcomes of campaigns use the same uniforms as the factual path
     for m, e_idx, q01 in campaigns:
@@ -439,13 +463,15 @@ def _hazards(
     treat: np.ndarray | None = None,
     horizon: int = HORIZON,
 ):
-    """Default and churn hazards (k x horizon) for months first_month .. first_month+horizon-1."""
+    """Default and churn hazards (k x horizon) for months first_month .. first_month+horizon-1; ``line`` (k,)
+    held over the horizon or (k x horizon) per month."""
     k = len(pos)
     h = np.empty((k, horizon))
     q = np.empty((k, horizon))
     for j in range(horizon):
         t = first_month + j
-        h[:, j] = bh.default_hazard(T.risk[pos], mac[t], line, T.spend_capacity_fen[pos], T.mpb[pos])
+        line_t = line[:, j] if np.ndim(line) == 2 else line
+        h[:, j] = bh.default_hazard(T.risk[pos], mac[t], line_t, T.spend_capacity_fen[pos], T.mpb[pos])
         tm = 1.0 if treat is None else treat[:, j]
         q[:, j] = bh.churn_hazard(
             T.churn_propensity[pos], T.engagement[pos], T.reward_sensitivity[pos], t - open_month[pos], tm
@@ -638,27 +664,73 @@ def _review(
     miss6[pos] = 0
 
 
-def _churn_true(out, pos, m, T, cid, L, open_month, treat_mult, treat_until, mac, starts):
-    """p_churn_3m at the end of month m: first churn event in months m+2..m+4 (1-month gap)."""
+def _churn_true(out, pos, m, state, onset, T, cid, line_path, offer_on, open_month, act_month, mac, starts):
+    """Churn oracle at the end of month m for the open cards ``pos`` (snapshot month t = m+1), ``state`` their
+    ACTIVE / SILENT / DISTRESSED state then. Computed after the simulation, conditioning on the *factual*
+    line held in each month and the months a retention offer is in effect (offers decided later, e.g. in the
+    snapshot's own action month, included), like the limit oracle conditions on the factual line.
+
+    ``p_churn_3m``: first churn event in months m+2..m+4 of an active, healthy account (null otherwise).
+    ``p_label_3m``: probability of the churn task's label given the account's state (oracle.churn_label_prob
+    over the gap month m+1 and the window m+2..m+4); a distressed account (onset o <= m) never transacts
+    again, so its label is 1, unless it is charged off (at o+6) by the window's end: then the row is excluded
+    from the task and p_label_3m is null.
+    """
+    if len(pos) == 0:
+        return
     horizon = 4
-    treat = np.ones((len(pos), horizon))
-    for j in range(horizon):
-        treat[:, j] = np.where(treat_until[pos] >= m + 1 + j, treat_mult[pos], 1.0)
-    h, q = _hazards(pos, m + 1, L[pos].astype(float), T, mac, open_month, treat, horizon)
-    p = oracle.churn_window(h, q, first=1)
+    k = len(pos)
+    months = m + 1 + np.arange(horizon)
+    on = offer_on[pos[:, None], months[None, :]]
+    treat = np.where(on, np.exp(-T.retention_response[pos])[:, None], 1.0)
+    line = line_path[pos[:, None], months[None, :]].astype(float)
+    h, q = _hazards(pos, m + 1, line, T, mac, open_month, treat, horizon)
+    o = onset[pos]
+    can_txn = act_month[pos, None] <= months[None, :]
+    lift = bh.offer_activity_lift(T.reward_sensitivity[pos], T.retention_response[pos])
+    p_act = bh.active_probability(T.p_active[pos, None], lift[:, None], on)
+    p_label, _ = oracle.churn_label_prob(h, q, p_act, can_txn, state, gap=1)
+    # a distressed account at m: onset o <= m (later onsets are part of the recursion)
+    charged_off = (state == oracle.DISTRESSED) & (o + CHARGE_OFF_DPD // 30 <= m + horizon)
+    p_label = np.where(charged_off, np.nan, p_label)
+    p_event = np.where(state == oracle.ACTIVE, oracle.churn_window(h, q, first=1), np.nan)
     out.add(
         "churn_true",
         customer_id=cid[pos],
         card_id=cid[pos] * 10 + 2,
-        month=np.full(len(pos), starts[m]),
-        p_churn_3m=p,
+        month=np.full(k, starts[m]),
+        state=np.array(["active", "silent", "distressed"])[state],
+        p_churn_3m=p_event,
+        p_label_3m=p_label,
     )
 
 
 def _retention(
-    out, pos, m, active3, T, cols, cid, L, open_month, mac, treat_mult, treat_until, params, r_camp, starts
+    out,
+    pos,
+    m,
+    active3,
+    T,
+    cols,
+    cid,
+    L,
+    open_month,
+    mac,
+    treat_mult,
+    treat_until,
+    params,
+    r_camp,
+    starts,
+    onset,
+    act_month,
+    offer_on,
 ):
-    """Assign arms of the retention campaign of month m, record offers and closed-form potential outcomes."""
+    """Assign arms of the retention campaign of month m, record offers and closed-form potential outcomes.
+
+    Two potential-outcome pairs per row: the churn *event* (closure or lapse, ``p_churn_y0/y1``, with
+    realised ``y0/y1`` from the same uniforms as the factual path) and the churn task's *label* over the
+    effect months m+1..m+3 (``p_label_y0/y1``, exact recursion of oracle.churn_label_prob, with the offer's
+    activity lift), ``tau_label = p_label_y0 - p_label_y1``."""
     k = len(pos)
     c = params.retention_control_share
     u = r_camp.random(k)
@@ -679,6 +751,7 @@ def _retention(
     mult1 = np.exp(-T.retention_response[pos])
     treat_mult[pos[treated]] = mult1[treated]
     treat_until[pos[treated]] = m + bh.RETENTION_EFFECT_MONTHS
+    offer_on[pos[treated], m + 1 : m + 1 + bh.RETENTION_EFFECT_MONTHS] = True
     H = bh.RETENTION_EFFECT_MONTHS
     qs, ps = [], []
     for a_mult in (np.ones(k), mult1):
@@ -687,6 +760,17 @@ def _retention(
         )
         qs.append(q)
         ps.append(oracle.churn_window(h, q, first=0))
+    months = m + 1 + np.arange(H)
+    state = np.where(onset[pos] >= 0, oracle.DISTRESSED, oracle.ACTIVE)
+    can_txn = act_month[pos, None] <= months[None, :]
+    lift = bh.offer_activity_lift(T.reward_sensitivity[pos], T.retention_response[pos])
+    pl_ = []
+    for arm_on, a_mult in ((False, np.ones(k)), (True, mult1)):
+        h, q = _hazards(
+            pos, m + 1, L[pos].astype(float), T, mac, open_month, np.repeat(a_mult[:, None], H, 1), H
+        )
+        p_act = bh.active_probability(T.p_active[pos], lift, arm_on)
+        pl_.append(oracle.churn_label_prob(h, q, p_act, can_txn, state, gap=0)[0])
     out.add(
         "retention_truth",
         customer_id=cid[pos],
@@ -696,5 +780,8 @@ def _retention(
         p_churn_y0=ps[0],
         p_churn_y1=ps[1],
         tau=ps[0] - ps[1],
+        p_label_y0=pl_[0],
+        p_label_y1=pl_[1],
+        tau_label=pl_[0] - pl_[1],
     )
     return m, pos, qs

@@ -4,8 +4,9 @@ Account states per month, given no distress yet: *active* or *silent* (lapsed). 
 distress onset with hazard h_t (any open account); then, if not distressed, an active account has a churn
 event with hazard q_t (a closure with share CLOSE_SHARE, else it goes silent); a silent account closes with
 LAPSED_CLOSE_HAZARD. Onset at month t means misses at t+1, t+2, t+3, i.e. 90 DPD at t+3. All formulas
-below are forward recursions over these two states, so they are exact for the simulated process as long as
-the line and the treatment path assumed over the horizon are the factual ones (see docs/world.md).
+below are forward recursions over these two states (the churn label's adds the distressed state and a
+"transacted in the window" flag), so they are exact for the simulated process as long as the line and the
+treatment path assumed over the horizon are the factual ones (see docs/world.md).
 """
 
 from __future__ import annotations
@@ -96,3 +97,68 @@ def expected_path(
         rev[:, t] = a_next * level
         a, s = a_next, s_next
     return spend, rev
+
+
+ACTIVE, SILENT, DISTRESSED = 0, 1, 2  # account states of :func:`churn_label_prob`
+
+
+def churn_label_prob(
+    h: np.ndarray,
+    q: np.ndarray,
+    p_active: np.ndarray,
+    can_txn: np.ndarray,
+    start_state: np.ndarray,
+    gap: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probability of the churn task's label and of the row's exclusion, by a forward recursion.
+
+    Columns ``0 .. gap-1`` of ``h``/``q``/``can_txn`` (k x T) are the gap (action) months, ``gap .. T-1`` the
+    label window. Label = a voluntary closure in the window, or no transaction in any window month; the row
+    is excluded when the card closes in the gap. Per month, in the simulator's order: a healthy account
+    (active or silent) enters distress with hazard ``h`` and then transacts (the drawdown); otherwise an
+    active one has a churn event with hazard ``q`` (a closure with share CLOSE_SHARE, else it goes silent
+    and transacts with LAPSED_ACTIVE that month), a silent one closes with LAPSED_CLOSE_HAZARD; an open
+    healthy account transacts with probability ``p_active`` ((k,) or (k x T) when a retention offer raises it
+    in some months; LAPSED_ACTIVE when silent) when ``can_txn``
+    (activated), else not at all. A distressed account (onset before the month) never transacts nor closes
+    voluntarily (its charge-off, 6 months after onset, is left to the caller). ``start_state`` (k,) holds
+    ACTIVE / SILENT / DISTRESSED at the end of the month before column 0.
+
+    Returns ``(p_label, p_excluded)``: p_label = P(label = 1 | not excluded), p_excluded = P(closed in gap).
+    """
+    k, T = h.shape
+    st = np.asarray(start_state)
+    pa = np.broadcast_to(p_active if np.ndim(p_active) == 2 else np.asarray(p_active)[:, None], (k, T))
+    # mass per state, column 0: no window transaction so far, column 1: at least one
+    A = np.zeros((k, 2))
+    S = np.zeros((k, 2))
+    D = np.zeros((k, 2))
+    A[:, 0] = st == ACTIVE
+    S[:, 0] = st == SILENT
+    D[:, 0] = st == DISTRESSED
+    closed_window = np.zeros(k)
+    closed_gap = np.zeros(k)
+    for t in range(T):
+        win = t >= gap
+        ht, qt = h[:, t, None], q[:, t, None]
+        ok = can_txn[:, t, None].astype(np.float64)
+        onset = (A + S) * ht
+        a_surv = A * (1.0 - ht)
+        s_surv = S * (1.0 - ht)
+        closing = (a_surv * qt * CLOSE_SHARE + s_surv * LAPSED_CLOSE_HAZARD).sum(1)
+        A = a_surv * (1.0 - qt)
+        S = s_surv * (1.0 - LAPSED_CLOSE_HAZARD) + a_surv * qt * (1.0 - CLOSE_SHARE)
+        if win:
+            closed_window += closing
+            for M, p in ((A, pa[:, t, None] * ok), (S, LAPSED_ACTIVE * ok)):
+                moved = M[:, 0:1] * p
+                M[:, 0:1] -= moved
+                M[:, 1:2] += moved
+            D[:, 1] += onset.sum(1)  # the onset month's drawdown is a transaction
+        else:
+            closed_gap += closing
+            D += onset
+    no_txn = A[:, 0] + S[:, 0] + D[:, 0]
+    kept = 1.0 - closed_gap
+    p = np.divide(closed_window + no_txn, kept, out=np.ones(k), where=kept > 0)
+    return np.clip(p, 0.0, 1.0), closed_gap

@@ -36,6 +36,7 @@ RAW: dict[str, list[tuple]] = {
         ("acquisition_channel", STR, False),
         ("partner_bank", STR, False),
         ("device_price_band", I8, False),
+        ("platform_credit_score", I16, False),
     ],
     "orders": [
         ("order_id", I64, False),
@@ -189,6 +190,9 @@ ORACLE: dict[str, list[tuple]] = {
         ("p_churn_y0", F64, False),
         ("p_churn_y1", F64, False),
         ("tau", F64, False),
+        ("p_label_y0", F64, False),
+        ("p_label_y1", F64, False),
+        ("tau_label", F64, False),
         ("y0", BOOL, False),
         ("y1", BOOL, False),
     ],
@@ -196,7 +200,9 @@ ORACLE: dict[str, list[tuple]] = {
         ("customer_id", I64, False),
         ("card_id", I64, False),
         ("month", DATE, False),
-        ("p_churn_3m", F64, False),
+        ("state", STR, False),
+        ("p_churn_3m", F64, N),
+        ("p_label_3m", F64, N),
     ],
 }
 
@@ -298,12 +304,13 @@ _ISIN = {
     ("statements", "payment_type"): ["none_due", "full", "minimum", "partial", "missed"],
     ("limit_changes", "cell"): ["legacy", "test"],
     ("retention_offers", "arm"): ["control", "random", "targeted"],
+    ("churn_true", "state"): ["active", "silent", "distressed"],
 }
-_PROB = {"limit_propensity", "propensity"}
+_PROB = {"limit_propensity", "propensity", "p_churn_3m", "p_label_3m"}
 
 
 def raw_schema(table: str, n_decoys: int = 0) -> pa.DataFrameSchema:
-    """pandera schema of raw ``table`` (types, nullability, ranges, categories, row-level identities)."""
+    """pandera schema of a raw or oracle table (types, nullability, ranges, categories, row checks)."""
     columns = {}
     for c, t, nl in spec(table, n_decoys):
         checks = []
