@@ -27,6 +27,11 @@ KNOWN = {
     "purchase_power": ("platform's purchase-power index (1-100)", "购买力指数", dirs()),
     "thin_file": ("no/thin credit-bureau file (1 = yes)", "征信白户/薄档", dirs()),
     "bureau_score": ("bureau-like credit score (null when thin file)", "征信评分", dirs(credit=-1, limit=-1)),
+    "platform_credit_score": (
+        "platform's own credit score from BNPL/payment history (higher = safer; less precise for new users)",
+        "平台信用分",
+        dirs(credit=-1, limit=-1),
+    ),
     "device_price_band": (
         "price band of the customer's phone (proxy of purchase power)",
         "手机价格档位（代理变量）",

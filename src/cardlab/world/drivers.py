@@ -17,6 +17,7 @@ from cardlab.config import SimulateParams
 # raw customers column -> (role, trait it measures or depends on)
 DEFAULT_DRIVERS = {
     "bureau_score": "risk",
+    "platform_credit_score": "risk",
     "city_tier": "risk",
     "age": "risk",
     "income_band": "risk",

@@ -22,7 +22,7 @@ RETENTION_FIRST_MONTH = 6
 
 def invite_probability(purchase_power: np.ndarray, membership_level: np.ndarray) -> np.ndarray:
     """Monthly probability the platform invites a not-yet-invited user (pre-screen on observables)."""
-    return 0.06 * expit(-0.3 + 0.04 * (purchase_power - 50) + 0.3 * (membership_level - 2))
+    return 0.09 * expit(-0.3 + 0.04 * (purchase_power - 50) + 0.3 * (membership_level - 2))
 
 
 def legacy_score(bureau_score: np.ndarray, platform_z: np.ndarray) -> np.ndarray:

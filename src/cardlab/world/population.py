@@ -3,6 +3,13 @@
 Observables are noisy measurements of the traits; ``signal_to_noise`` scales the loading, so at 1.0 a
 measurement of a unit-variance trait has correlation 1/sqrt(2) with it. ``device_price_band`` is a proxy
 (driven by the observable purchase power, not by any trait) and ``decoy_k`` columns are pure noise.
+
+``platform_credit_score`` is the platform's own credit read-out (BNPL and payment history, like the scores
+Chinese e-commerce platforms compute for their users): ``650 - 60 * (risk + e / a)`` with
+``a = snr * PLATFORM_SCORE_LOADING * sqrt(clip(tenure / PLATFORM_SCORE_MATURE_MONTHS, MIN_QUALITY**2, 1))``.
+It is the most precise measurement of risk for users with a long platform history and mostly noise for
+brand-new users (it is *not* re-standardised), so how much to trust it depends on the tenure: an
+interaction a tree model can learn and an additive scorecard cannot. The bank's legacy rule does not use it.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ EDUCATION = ("high_school", "associate", "bachelor", "master_plus")
 CHANNELS = ("organic", "social_referral", "livestream", "search_ad", "offline_promoter")
 BANKS = ("bank_a", "bank_b", "bank_c")
 GENDERS = ("F", "M")
+PLATFORM_SCORE_LOADING = 10.0  # loading of the platform score on risk for a mature user (times snr)
+PLATFORM_SCORE_MATURE_MONTHS = 24  # platform tenure at which the platform score reaches full precision
+MIN_QUALITY = 0.05  # precision floor of the platform score (share of the mature loading)
 
 
 @dataclass
@@ -59,8 +69,11 @@ class Population:
         return len(self.columns["customer_id"])
 
 
-def measure(rng: np.random.Generator, z: np.ndarray, snr: float, loading: float = 1.0) -> np.ndarray:
-    """Noisy standardised measurement of trait ``z``: (snr*loading*z + e) / sqrt((snr*loading)^2 + 1)."""
+def measure(
+    rng: np.random.Generator, z: np.ndarray, snr: float, loading: float | np.ndarray = 1.0
+) -> np.ndarray:
+    """Noisy standardised measurement of trait ``z``: (snr*loading*z + e) / sqrt((snr*loading)^2 + 1).
+    ``loading`` may vary per customer (heteroscedastic measurement quality)."""
     a = snr * loading
     return (a * z + rng.standard_normal(len(z))) / np.sqrt(a * a + 1.0)
 
@@ -140,4 +153,11 @@ def draw_population(
     }
     for k in range(1, n_decoys + 1):
         cols[f"decoy_{k}"] = np.round(rng.standard_normal(n), 4)
+    # drawn last so every other column is unchanged by its presence
+    quality = np.sqrt(np.clip(tenure / PLATFORM_SCORE_MATURE_MONTHS, MIN_QUALITY**2, 1.0))
+    a = snr * PLATFORM_SCORE_LOADING * quality
+    m_plat = (
+        traits.risk + rng.standard_normal(n) / a
+    )  # not re-standardised: a new user's score is mostly noise
+    cols["platform_credit_score"] = np.clip(np.round(650 - 60 * m_plat), 300, 900).astype(np.int16)
     return Population(columns=cols, traits=traits)
