@@ -148,3 +148,15 @@ def test_end_to_end_on_a_tiny_world(tiny_world, tmp_path, monkeypatch):
     after = {f: _digest(out / f) for f in before}
     assert before == after
     assert json.loads((out / "metrics.json").read_text())["n_decisions"] == len(preds)
+    # every predicted response is non-decreasing in the line, option by option
+    models, meta = limit.load_models(out)
+    assert meta["models"]["revolve"]["line_offset"] == 1.0  # utilisation model
+    assert {"logit_shift", "line_offset"} <= set(meta["models"]["default"])
+    df, _, _ = limit._load(root / "features")
+    df = df[df["split"] == "oot"].reset_index(drop=True)
+    lines, allowed = limit.line_options(df, p)
+    resp = limit.predict_responses(models, meta, df, lines)
+    order = np.argsort(np.where(allowed, lines, np.inf), axis=1)
+    for name, values in resp.items():
+        v = np.take_along_axis(np.where(allowed, values, np.inf), order, axis=1)
+        assert (np.diff(v, axis=1)[np.isfinite(np.diff(v, axis=1))] >= -1e-12).all(), name

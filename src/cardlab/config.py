@@ -226,6 +226,13 @@ class LimitParams(StrictModel):
     platform_spend_share: Probability = 0.45
     # training weight of randomised test-cell rows relative to legacy rows (they identify the line effect)
     test_cell_weight: Annotated[float, Field(gt=0, le=100)] = 1.0
+    # revolving-balance response: "utilisation" models balance / line (log-line offset, utilisation
+    # non-increasing in the line), "balance" models the balance itself (line effect learnt from scratch)
+    revolve_model: Literal["utilisation", "balance"] = "utilisation"
+    # pooled log-line slope of the default logit, estimated on the randomised test cells (else none)
+    estimate_pd_line_slope: bool = True
+    # the PD intercept is recalibrated on the valid split's latest N decision months (0 = off)
+    pd_recalibration_months: Annotated[int, Field(ge=0, le=24)] = 3
     # challenger alias only if the oracle expected loss of the policy is within cap * (1 + tolerance)
     # and profit_capture > 0
     expected_loss_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.05

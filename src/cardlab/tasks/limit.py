@@ -9,8 +9,11 @@ periodic review (options: the current line times ``review_multiples``, rounded t
     - (reward_rate + platform_bonus * platform_share) * spend - PD * LGD * EAD,   EAD = ead_line_share * line
 
 Method: three monotone XGBoost response models (12-month spend, average revolving balance, 90+ DPD) are
-S-learners with the line as treatment features (log line and log line ratio, both constrained increasing),
-tuned with Optuna on the time-based validation split. Per-option profit predictions feed a multiple-choice
+S-learners with the line as treatment features (log line and log line ratio), tuned with Optuna on the
+time-based validation split. The revolving model predicts utilisation (balance / line, a log-line offset,
+non-increasing in the line); the default model gets a pooled log-line slope estimated on the randomised test
+cells and an intercept recalibrated on the latest validation months; every response is made non-decreasing
+in the line per decision. Per-option profit predictions feed a multiple-choice
 knapsack (exposure budget, expected-loss cap, no increase in arrears) solved with a proven gap
 (:mod:`cardlab.modeling.optimise`). Baselines: the legacy (logged) lines and a "PD-only" optimiser whose
 spend/revolving stay as at the logged line and whose PD does not move with the line. Off-policy estimates
@@ -26,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import polars as pl
+import xgboost as xgb
+from scipy.special import expit
 
 from cardlab import tracking
 from cardlab.artifacts import atomic_dir, dir_digest, write_json, write_parquet
@@ -112,10 +117,44 @@ def _load(features_root: Path) -> tuple[pd.DataFrame, list[str], dict[str, int]]
     return _prepare(df), names, directions
 
 
-def _task_data(df: pd.DataFrame, names: list[str], directions: dict[str, int], model: str) -> TaskData:
+def _treat_sign(model: str, params: Params) -> int:
+    """Monotone direction of the treatment features: responses rise with the line, except utilisation
+    (balance / line), which does not rise with it (the balance grows less than in proportion)."""
+    return -1 if model == "revolve" and params.limit.revolve_model == "utilisation" else 1
+
+
+def _line_offset(model: str, params: Params) -> float:
+    """Coefficient c of the log-line offset (XGBoost base margin c * log(line)) a model trains with before
+    any estimated slope: 1 for the utilisation model (prediction = line * utilisation), else 0."""
+    return 1.0 if model == "revolve" and params.limit.revolve_model == "utilisation" else 0.0
+
+
+def _offset_params(coef: float, objective: str) -> dict:
+    """With a base margin the booster's own intercept is unused; base_score = the identity margin keeps its
+    prediction without the offset meaningful (utilisation for the revolving model)."""
+    if not coef:
+        return {}
+    return {"base_score": 0.5 if objective == "binary:logistic" else 1.0}
+
+
+def _log_line(frame: pd.DataFrame) -> np.ndarray:
+    return np.log(np.maximum(frame["line_after_fen"].to_numpy(dtype=np.float64) / 100.0, 1.0))
+
+
+def _matrix(data: TaskData, split: str, test_cell_weight: float, coef: float) -> xgb.DMatrix:
+    frame = data.frames[split]
+    dm = data.matrix(split, weight=_weights(frame, test_cell_weight))
+    if coef:
+        dm.set_base_margin((coef * _log_line(frame)).astype("float32"))
+    return dm
+
+
+def _task_data(
+    df: pd.DataFrame, names: list[str], directions: dict[str, int], model: str, params: Params
+) -> TaskData:
     spec = MODELS[model]
     features = [*names, *TREAT]
-    dirs = {t: 1 for t in TREAT}
+    dirs = {t: _treat_sign(model, params) for t in TREAT}
     if model == "default":
         dirs = {**{n: directions.get(n, 0) for n in names}, **dirs}
     labelled = df[df["label"].notna()]
@@ -140,8 +179,9 @@ def tune(params: Params, features_root: Path, out: Path) -> dict:
     digest = dir_digest(Path(features_root) / TASK)[:16]
     result: dict[str, dict] = {}
     for model, spec in MODELS.items():
-        data = _task_data(df, names, directions, model)
+        data = _task_data(df, names, directions, model, params)
         w = params.limit.test_cell_weight
+        coef = _line_offset(model, params)
         study = run_study(
             task=f"{TASK}-{model}",
             tune=params.tune,
@@ -149,9 +189,9 @@ def tune(params: Params, features_root: Path, out: Path) -> dict:
             out_dir=out,
             data_digest=digest,
             base=base_params(params.tune, objective=spec["objective"], eval_metric=spec["metric"]),
-            dtrain=data.matrix("train", weight=_weights(data.frames["train"], w)),
-            dvalid=data.matrix("valid", weight=_weights(data.frames["valid"], w)),
-            fixed={"monotone_constraints": data.monotone},
+            dtrain=_matrix(data, "train", w, coef),
+            dvalid=_matrix(data, "valid", w, coef),
+            fixed={"monotone_constraints": data.monotone, **_offset_params(coef, spec["objective"])},
             direction="minimize",
             metric=spec["metric"],
             experiment_name=experiment_name(params, TASK),
@@ -179,22 +219,48 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
     best = json.loads(best_path.read_text())["models"]
     df, names, directions = _load(features_root)
     boosters, meta = {}, {"features": [*names, *TREAT], "treatment": list(TREAT), "models": {}}
+    lp = params.limit
     for model, spec in MODELS.items():
-        data = _task_data(df, names, directions, model)
-        w = params.limit.test_cell_weight
-        bp = {
-            **base_params(params.tune, objective=spec["objective"], eval_metric=spec["metric"]),
-            "monotone_constraints": data.monotone,
-            **best[model]["best_params"],
+        data = _task_data(df, names, directions, model, params)
+        coef = _line_offset(model, params)
+
+        def fit(coef: float, data=data, spec=spec, model=model) -> tuple[xgb.Booster, dict]:
+            bp = {
+                **base_params(params.tune, objective=spec["objective"], eval_metric=spec["metric"]),
+                "monotone_constraints": data.monotone,
+                **_offset_params(coef, spec["objective"]),
+                **best[model]["best_params"],
+            }
+            booster = fit_booster(
+                bp,
+                _matrix(data, "train", lp.test_cell_weight, coef),
+                _matrix(data, "valid", lp.test_cell_weight, coef),
+                num_boost_round=params.tune.num_boost_round,
+                early_stopping_rounds=params.tune.early_stopping_rounds,
+            )
+            return booster, bp
+
+        boosters[model], bp = fit(coef)
+        info: dict = {
+            "target": spec["target"],
+            "params": bp,
+            "directions": data.directions,
+            "line_offset": coef,
         }
-        boosters[model] = fit_booster(
-            bp,
-            data.matrix("train", weight=_weights(data.frames["train"], w)),
-            data.matrix("valid", weight=_weights(data.frames["valid"], w)),
-            num_boost_round=params.tune.num_boost_round,
-            early_stopping_rounds=params.tune.early_stopping_rounds,
-        )
-        meta["models"][model] = {"target": spec["target"], "params": bp, "directions": data.directions}
+        if model == "default":
+            if lp.estimate_pd_line_slope:
+                slope, se, n_rows = pd_line_slope(boosters[model], data, coef)
+                info.update(
+                    line_slope_raw=slope if np.isfinite(slope) else None,
+                    line_slope_se=se if np.isfinite(se) else None,
+                    line_slope_rows=n_rows,
+                )
+                coef = float(np.clip(slope, 0.0, 1.0)) if np.isfinite(slope) else 0.0
+                if coef > 0:  # refit with the slope as an offset: the trees learn the rest around it
+                    boosters[model], bp = fit(coef)
+                    info.update(params=bp, line_offset=coef)
+            info["logit_shift"] = recalibration_shift(boosters[model], data, coef, lp.pd_recalibration_months)
+        meta["models"][model] = info
     model_dir = out / "model"
     with atomic_dir(model_dir) as tmp:
         for model, booster in boosters.items():
@@ -213,12 +279,88 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
             {f"{m}_{k}": v for m, d in meta["models"].items() for k, v in d["params"].items()}
         )
         tracking.log_metrics({f"{m}_best_iteration": b.num_boosted_rounds() for m, b in boosters.items()})
+        tracking.log_metrics(
+            {
+                "pd_line_offset": meta["models"]["default"]["line_offset"],
+                "pd_logit_shift": meta["models"]["default"]["logit_shift"],
+            }
+        )
         example = df[df["split"] == "train"][meta["features"]].astype("float32").head(20)
         uris = {m: tracking.log_xgboost_model(b, example) for m, b in boosters.items()}
         (out / ".mlflow_run").write_text(
             json.dumps({"run_id": run.info.run_id, "model_uri": uris["default"], "model_uris": uris})
         )
     return model_dir
+
+
+def _margin(booster: xgb.Booster, frame: pd.DataFrame, features: list[str], coef: float) -> np.ndarray:
+    """Logit (margin) of ``booster`` at each row's logged line, offset included."""
+    dm = xgb.DMatrix(frame[features].astype("float32"), feature_names=features, nthread=2)
+    if coef:
+        dm.set_base_margin((coef * _log_line(frame)).astype("float32"))
+    return np.asarray(booster.predict(dm, output_margin=True), dtype=np.float64)
+
+
+def _logistic_offset_fit(y: np.ndarray, offset: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-likelihood (a, b) of P(y) = expit(offset + a + b * x) by Newton steps; returns (coef, se)."""
+    X = np.column_stack([np.ones_like(x), x])
+    beta = np.zeros(2)
+    cov = np.full((2, 2), np.nan)
+    for _ in range(50):
+        p = expit(offset + X @ beta)
+        hess = X.T @ (X * (p * (1 - p))[:, None])
+        try:
+            cov = np.linalg.inv(hess)
+        except np.linalg.LinAlgError:
+            return np.full(2, np.nan), np.full(2, np.nan)
+        step = cov @ (X.T @ (y - p))
+        beta = beta + step
+        if np.abs(step).max() < 1e-10:
+            break
+    return beta, np.sqrt(np.clip(np.diag(cov), 0.0, None))
+
+
+def pd_line_slope(booster: xgb.Booster, data: TaskData, coef: float = 0.0) -> tuple[float, float, int]:
+    """Pooled slope of the default logit in log(line) that the trees leave out, estimated where the line is
+    randomised: the test-cell rows of the train and valid splits. Fit P(default) = expit(m + a + b * x) with
+    m the model's logit at the logged line and x the log line centred within its randomisation stratum (the
+    booking grid; the multiples of the line before a review). Trees split on the line rarely, because its
+    effect is small next to the customer's risk, so their response to the line is too flat; b restores it.
+    Returns (b, its standard error, rows used); b is NaN when there are fewer than 50 rows or 5 defaults."""
+    frame = pd.concat([data.frames[s] for s in ("train", "valid")], ignore_index=True)
+    frame = frame[(frame["cell"].astype(str) == "test") & frame["label"].notna()].reset_index(drop=True)
+    y = frame["label"].to_numpy(dtype=np.float64)
+    if len(frame) < 50 or y.sum() < 5:
+        return float("nan"), float("nan"), len(frame)
+    x = _log_line(frame)
+    stratum = (
+        frame["decision_type"].astype(str)
+        + ":"
+        + frame["line_before_fen"].astype("float64").fillna(0).astype(str)
+    )
+    x = x - pd.Series(x).groupby(stratum.to_numpy()).transform("mean").to_numpy()
+    beta, se = _logistic_offset_fit(y, _margin(booster, frame, data.features, coef), x)
+    return float(beta[1]), float(se[1]), len(frame)
+
+
+def recalibration_shift(booster: xgb.Booster, data: TaskData, coef: float, months: int) -> float:
+    """Logit shift that makes the mean predicted PD equal the realised default rate of the valid split's
+    latest ``months`` decision months (0: no shift). The OOT decisions follow a macro shock that the training
+    windows barely see; the latest labelled vintages carry the most of it."""
+    frame = data.frames["valid"]
+    if not months or frame.empty:
+        return 0.0
+    month = pd.to_datetime(frame["snapshot_date"]).dt.to_period("M")
+    recent = frame[month > month.max() - months].reset_index(drop=True)
+    y = recent["label"].to_numpy(dtype=np.float64)
+    if len(recent) < 50 or y.sum() < 5:
+        return 0.0
+    m = _margin(booster, recent, data.features, coef)
+    lo, hi = -5.0, 5.0
+    for _ in range(60):  # the mean of expit(m + d) is increasing in d
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if expit(m + mid).mean() < y.mean() else (lo, mid)
+    return float(round((lo + hi) / 2, 9))
 
 
 def load_models(out: Path) -> tuple[dict[str, object], dict]:
@@ -281,8 +423,21 @@ def logged_choice(df: pd.DataFrame, lines: np.ndarray, allowed: np.ndarray) -> n
     return np.argmax(hit, axis=1).astype(np.int64)
 
 
+def monotone_in_line(values: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """Per row, the running maximum over the options sorted by line: a response that never falls as the
+    line rises. Masked options (line 0) are left as they are and do not feed the running maximum."""
+    masked = lines <= 0
+    order = np.argsort(lines, axis=1, kind="stable")
+    vals = np.where(masked, -np.inf, values)
+    run = np.maximum.accumulate(np.take_along_axis(vals, order, axis=1), axis=1)
+    out = np.empty_like(values)
+    np.put_along_axis(out, order, run, axis=1)
+    return np.where(masked, values, out)
+
+
 def predict_responses(models: dict, meta: dict, df: pd.DataFrame, lines: np.ndarray) -> dict[str, np.ndarray]:
-    """S-learner predictions of spend, revolving balance and PD (n x K) at every line option."""
+    """S-learner predictions of spend, revolving balance and PD (n x K) at every line option: each model's
+    log-line offset and the PD recalibration applied, then made non-decreasing in the line per row."""
     n, k = lines.shape
     names = [f for f in meta["features"] if f not in TREAT]
     base = df[names].astype("float32").to_numpy()
@@ -291,9 +446,17 @@ def predict_responses(models: dict, meta: dict, df: pd.DataFrame, lines: np.ndar
     treat = treatment_columns(lines.reshape(-1), np.repeat(before, k))
     X = np.column_stack([X, *(treat[t].astype("float32") for t in TREAT)])
     frame = pd.DataFrame(X, columns=[*names, *TREAT])[meta["features"]]
+    log_line = np.log(np.maximum(lines.reshape(-1), 1.0))
     out = {}
     for m, booster in models.items():
-        out[m] = np.asarray(booster.inplace_predict(frame), dtype=np.float64).reshape(n, k)
+        info = meta["models"].get(m, {})
+        coef = float(info.get("line_offset", 0.0))
+        margin = booster.inplace_predict(
+            frame, predict_type="margin", base_margin=(coef * log_line).astype("float32") if coef else None
+        )
+        margin = np.asarray(margin, dtype=np.float64).reshape(n, k) + float(info.get("logit_shift", 0.0))
+        pred = expit(margin) if m == "default" else np.exp(margin)
+        out[m] = monotone_in_line(pred, lines)
     out["spend"] = np.clip(out["spend"], 0.0, None)
     out["revolve"] = np.clip(out["revolve"], 0.0, None)
     out["default"] = np.clip(out["default"], 0.0, 1.0)
@@ -522,12 +685,26 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
         est, tru = _pick(resp[m], legacy), _pick(truth[key], legacy)
         metrics[f"{m}_mean_pred"] = float(est.mean())
         metrics[f"{m}_mean_true"] = float(tru.mean())
-    d_hat = profit_hat - _pick(profit_hat, legacy)[:, None]
-    d_true = truth["profit"] - _pick(truth["profit"], legacy)[:, None]
+    # uplift: the change of each response from the logged line to every other option, predicted vs true
     mask = allowed & (lines != _pick(lines, legacy)[:, None])
-    metrics["uplift_corr"] = (
-        float(np.corrcoef(d_hat[mask], d_true[mask])[0, 1]) if mask.sum() > 2 else float("nan")
-    )
+    for m, est_mat, tru_mat in (
+        ("", profit_hat, truth["profit"]),
+        ("_spend", resp["spend"], truth["spend"]),
+        ("_revolve", resp["revolve"], truth["revolve"]),
+        ("_default", resp["default"], truth["pd"]),
+    ):
+        d_hat = (est_mat - _pick(est_mat, legacy)[:, None])[mask]
+        d_true = (tru_mat - _pick(tru_mat, legacy)[:, None])[mask]
+        ok = mask.sum() > 2 and d_hat.std() > 0 and d_true.std() > 0
+        metrics[f"uplift_corr{m}"] = float(np.corrcoef(d_hat, d_true)[0, 1]) if ok else float("nan")
+        metrics[f"uplift_ratio{m}"] = (
+            float(d_hat.mean() / d_true.mean()) if ok and d_true.mean() else float("nan")
+        )
+    info = meta["models"].get("default", {})
+    metrics["pd_line_slope"] = float(info.get("line_offset", 0.0))
+    if info.get("line_slope_se") is not None:
+        metrics["pd_line_slope_se"] = float(info["line_slope_se"])
+    metrics["pd_logit_shift"] = float(info.get("logit_shift", 0.0))
 
     # off-policy estimates from the logged data (all OOT rows; propensities of the logged mixture policy)
     reward = realised_profit(df, params)
@@ -646,6 +823,96 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
         write_parquet(preds, tmp / "part-0.parquet")
     _log_to_mlflow(params, out, metrics, passed)
     return metrics
+
+
+def feature_ceiling(
+    params: Params,
+    features_root: Path,
+    oracle: Path,
+    *,
+    folds: int = 2,
+    seed: int = 0,
+    num_boost_round: int = 600,
+) -> dict[str, float]:
+    """Diagnostic, not a pipeline stage: the profit capture that the task's features allow at best.
+
+    Two XGBoost regressors learn the oracle's own expected profit and expected loss of every option from the
+    features and the treatment columns. They are cross-fitted over ``folds`` folds of the OOT decisions, so
+    the targets are noise-free, every option is observed and there is no shift in time. Their predictions
+    feed the same optimiser and constraints as the policy. What this ceiling misses comes from the latent
+    traits that the oracle knows and the features do not reveal (a revolver's need, its marginal propensity
+    to borrow). A learner that uses realised outcomes of one logged line per decision sits below it.
+    """
+    lp = params.limit
+    df_all, names, _ = _load(features_root)
+    df = df_all[df_all["split"] == "oot"].reset_index(drop=True)
+    lines, base_allowed = line_options(df, params)
+    legacy = logged_choice(df, lines, base_allowed)
+    arrears = in_arrears(df)
+    before = df["line_before_fen"].astype("float64").fillna(np.inf).to_numpy()[:, None] / 100.0
+    allowed = base_allowed & ~(arrears[:, None] & (lines > before + 1e-9))
+    truth = read_potential(oracle, df, lines, base_allowed)
+    n, k = lines.shape
+    feats = [*names, *TREAT]
+    base = df[names].astype("float32").to_numpy()
+    line_before = df["line_before_fen"].astype("float64").to_numpy() / 100.0
+    fold = np.random.default_rng(seed).integers(0, folds, n)
+    pred = {"profit": np.zeros((n, k)), "loss": np.zeros((n, k))}
+
+    def design(rows: np.ndarray, opts: np.ndarray) -> pd.DataFrame:
+        t = treatment_columns(lines[rows, opts], line_before[rows])
+        X = np.column_stack([base[rows], *(t[c].astype("float32") for c in TREAT)])
+        return pd.DataFrame(X, columns=feats)
+
+    hp = {
+        **base_params(params.tune, objective="reg:squarederror", eval_metric="rmse"),
+        "max_depth": 6,
+        "learning_rate": 0.05,
+        "min_child_weight": 2.0,
+        "subsample": 0.9,
+        "colsample_bytree": 0.75,
+    }
+    for f in range(folds):
+        tr_r, tr_k = np.nonzero(allowed & (fold != f)[:, None])
+        te_r, te_k = np.nonzero(allowed & (fold == f)[:, None])
+        X_tr, X_te = design(tr_r, tr_k), design(te_r, te_k)
+        for key in pred:
+            dtrain = xgb.DMatrix(X_tr, label=truth[key][tr_r, tr_k], nthread=params.tune.nthread)
+            booster = xgb.train(hp, dtrain, num_boost_round=num_boost_round)
+            pred[key][te_r, te_k] = booster.inplace_predict(X_te)
+    expo = float(_pick(lines, legacy).sum())
+    ceil = optimise(
+        pred["profit"],
+        np.clip(pred["loss"], 0.0, None),
+        lines,
+        allowed,
+        lp.exposure_budget_share * expo,
+        lp.expected_loss_cap_share * float(np.clip(_pick(pred["loss"], legacy), 0.0, None).sum()),
+        time_limit_s=lp.solver_time_limit_s,
+    )
+    orc = optimise(
+        truth["profit"],
+        truth["loss"],
+        lines,
+        allowed,
+        lp.exposure_budget_share * expo,
+        lp.expected_loss_cap_share * float(_pick(truth["loss"], legacy).sum()),
+        time_limit_s=lp.solver_time_limit_s,
+    )
+    value = {
+        name: float(_pick(truth["profit"], c).mean())
+        for name, c in (("ceiling", ceil.choice), ("oracle", orc.choice), ("legacy", legacy))
+    }
+    gain = value["oracle"] - value["legacy"]
+    return {
+        "ceiling_profit": value["ceiling"],
+        "legacy_profit": value["legacy"],
+        "oracle_profit": value["oracle"],
+        "ceiling_capture": (value["ceiling"] - value["legacy"]) / gain if gain > 0 else float("nan"),
+        "ceiling_expected_loss_share": float(
+            _pick(truth["loss"], ceil.choice).sum() / _pick(truth["loss"], legacy).sum()
+        ),
+    }
 
 
 def _risk_grades(pd_: np.ndarray, n_grades: int) -> np.ndarray:
