@@ -211,3 +211,51 @@ def test_outputs_are_deterministic(explained, monkeypatch):
     for name in first:
         assert first[name] == again[name], name
     assert report == (explained["out"] / "report.html").read_bytes()
+
+
+def test_decoy_check_flags_an_inversion_and_ignores_ties_at_zero():
+    truth = {"drivers": {"strong": 0.9, "weak": 0.1, "unused": 0.2}, "decoys": ["decoy_1"], "proxies": []}
+
+    def check(decoy: float) -> dict:
+        imp = pd.DataFrame(
+            {"source": ["strong", "weak", "unused", "decoy_1"], "mean_abs_shap": [1.0, 0.05, 0.0, decoy]}
+        )
+        imp["rank"] = imp["mean_abs_shap"].rank(ascending=False, method="first").astype(int)
+        return F.truth_check(imp, truth)
+
+    ok = check(0.0)  # the model ignores the decoy and one driver: a tie at zero, not an inversion
+    assert ok["decoys_below_drivers"] is True and ok["drivers_unused"] == ["unused"]
+    bad = check(0.06)  # a used decoy above a used driver (and above the unused one) must trip the check
+    assert bad["decoys_below_drivers"] is False
+    assert {(i["decoy"], i["driver"]) for i in bad["decoy_driver_inversions"]} == {
+        ("decoy_1", "weak"),
+        ("decoy_1", "unused"),
+    }
+
+
+def test_an_offset_outside_the_booster_is_credited_exactly_to_its_feature():
+    # limit's PD model predicts with booster margin + slope * log(line) + shift; SHAP must add up to that
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, 3)).astype(np.float32)
+    y = (x[:, 0] + rng.standard_normal(400) > 0).astype(np.float32)
+    feats = ["a", "b", "treat_log_line"]
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 2, "nthread": 1},
+        xgb.DMatrix(x, y, feature_names=feats),
+        20,
+    )
+    slope, shift = 0.4, -0.3
+    log_line = x[:, 2].astype(np.float64)
+    model = RUN.ExplainedModel(
+        booster, feats, {}, slope * log_line + shift, slope, log_line, "treat_log_line"
+    )
+    rows = np.array([5, 17, 250, 399])
+    raw = S.tree_shap(booster, x[rows], feats)
+    sv = model.fold_offset(raw, rows)
+    full = S.margin(booster, x[rows], feats) + slope * log_line[rows] + shift
+    assert np.max(np.abs(sv.margin - full)) < 1e-5
+    # only the line's attribution changes, by exactly slope * (log line - its mean)
+    np.testing.assert_allclose(sv.values[:, :2], raw.values[:, :2])
+    np.testing.assert_allclose(
+        sv.values[:, 2] - raw.values[:, 2], slope * (log_line[rows] - log_line.mean()), atol=1e-6
+    )

@@ -81,7 +81,7 @@ def test_churn_oracle_targeting_is_best(pipeline_root: Path):
 
 
 def test_explain_and_report_outputs(pipeline_root: Path):
-    for task in ("credit", "churn"):
+    for task in ("credit", "limit", "churn"):
         html = (pipeline_root / "experiments" / task / "report.html").read_text(encoding="utf-8")
         assert "http://" not in html and "https://" not in html, f"{task} report references the network"
         e = json.loads(

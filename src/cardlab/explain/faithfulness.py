@@ -7,7 +7,8 @@ raw column, every behavioural feature to its family (orders, BNPL, ...). The sou
 |sum of the source's SHAP values| on the explained sample (exact, since SHAP is additive).
 
 Checks: Spearman rank correlation between source importance and true strength over the drivers the model can
-see; every decoy ranks below every true driver; where each proxy lands (a proxy may legitimately carry
+see; every decoy ranks below every true driver (a decoy the model never uses, importance exactly 0, ties with a
+driver it never uses: that is not an inversion; each inversion is listed); where each proxy lands (a proxy may legitimately carry
 predictive signal through its correlation with a driver, so it is reported, not failed).
 """
 
@@ -173,7 +174,15 @@ def truth_check(src_imp: pd.DataFrame, truth: dict[str, Any]) -> dict[str, Any]:
         rho = float(spearmanr(list(drivers.values()), [imp[k] for k in drivers]).statistic)
     decoy_imp = [imp[k] for k in truth["decoys"] if k in imp]
     min_driver = min((imp[k] for k in drivers), default=float("nan"))
-    below = bool(decoy_imp and drivers and max(decoy_imp) < min_driver)
+    # a decoy "outranks" a driver when its importance is >= the driver's and it is used at all: a decoy and a
+    # driver that the model both ignore (importance exactly 0) are tied, and the explanation says nothing false
+    inversions = [
+        {"decoy": c, "driver": d, "decoy_importance": imp[c], "driver_importance": imp[d]}
+        for c in sorted(k for k in truth["decoys"] if k in imp)
+        for d in sorted(drivers)
+        if imp[c] > 0 and imp[c] >= imp[d]
+    ]
+    below = bool(decoy_imp and drivers and not inversions)
     proxies = {
         k: {
             "rank": int(rank[k]),
@@ -189,6 +198,12 @@ def truth_check(src_imp: pd.DataFrame, truth: dict[str, Any]) -> dict[str, Any]:
         "n_drivers_seen": len(drivers),
         "drivers_unseen": unseen,
         "n_decoys_seen": len(decoy_imp),
+        "decoy_driver_inversions": inversions,
+        # how much of the model's attribution the worst decoy takes (materiality of any inversion)
+        "max_decoy_share": (max(decoy_imp) / total)
+        if decoy_imp and (total := sum(imp.values())) > 0
+        else 0.0,
+        "drivers_unused": sorted(k for k in drivers if imp[k] == 0),
         "max_decoy_importance": max(decoy_imp) if decoy_imp else None,
         "min_driver_importance": min_driver if drivers else None,
         "proxies": proxies,

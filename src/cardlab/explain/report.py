@@ -180,7 +180,10 @@ def collect_context(
     oracle: Path,
 ) -> dict[str, Any]:
     """Everything the report shows, with images already read (so the report can be rendered anywhere)."""
-    val = out / "validation"
+    # the validation pack: credit's evaluate writes it to validation/, limit's (its PD model) to plots/pd_model/
+    val = next(
+        (d for d in (out / "validation", out / "plots" / "pd_model") if d.exists()), out / "validation"
+    )
     imgs = {
         name: _img(explain_dir / f"{name}.png", name)
         for name in ("importance_features", "importance_families", "beeswarm", "dependence", "truth")
@@ -452,6 +455,22 @@ def render(ctx: dict[str, Any]) -> str:
             f"<b>{_fmt(e.get('shap_truth_spearman'))}</b> over {_fmt(truth.get('n_drivers_seen'))} observable drivers. "
             f'Every decoy below every driver: <span class="{verdict}">{_fmt(e.get("decoys_below_drivers"))}</span>.</p>'
         )
+        inv = truth.get("decoy_driver_inversions") or []
+        if inv:
+            pairs = ", ".join(f"{i['decoy']} above {i['driver']}" for i in inv[:8])
+            add(
+                f'<p class="note">Inversions (a pure-noise column with at least the importance of a true driver): '
+                f"{_esc(pairs)}{' …' if len(inv) > 8 else ''}. The worst decoy takes "
+                f"{100 * float(truth.get('max_decoy_share') or 0):.1f} % of the model's total attribution. A driver "
+                "can rank low when another column carries the same information (its signal is then conditional on "
+                "the stronger one), so an inversion says the model spends a little capacity on noise, not that the "
+                "driver is ignored by the world.</p>"
+            )
+        if truth.get("drivers_unused"):
+            add(
+                f"<p>Drivers the model does not use at all (importance 0; ties with unused decoys are not "
+                f"inversions): {_esc(', '.join(truth['drivers_unused']))}.</p>"
+            )
         add(_table(pd.DataFrame(truth["table"]), left=("source", "role")))
         for name, p in (truth.get("proxies") or {}).items():
             add(

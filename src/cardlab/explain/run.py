@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,71 @@ def reason_stability(
     return pd.DataFrame(rows, columns=["refit", "n_rows", "jaccard", "overlap"])
 
 
+@dataclass
+class ExplainedModel:
+    """The booster a task registers, its features and training params, and any per-row margin term the booster
+    does not hold (``offset``: limit's PD model adds ``slope * log(line) + recalibration shift``).
+
+    SHAP stays exact: the offset's variation is credited to the line feature (``offset_feature``) as
+    ``slope * (log line - mean over the explained population)`` and its mean goes into the base value, so
+    base + sum(SHAP) equals the full margin the task predicts with."""
+
+    booster: xgb.Booster
+    features: list[str]
+    params: dict
+    offset: np.ndarray
+    offset_slope: float = 0.0
+    offset_x: np.ndarray | None = None  # per-row variable the slope multiplies
+    offset_feature: str | None = None
+
+    def offset_shap(self, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), len(self.features)))
+        if self.offset_feature is not None and self.offset_x is not None:
+            x = self.offset_x
+            out[:, self.features.index(self.offset_feature)] = self.offset_slope * (x[rows] - x.mean())
+        return out
+
+    def fold_offset(self, sv: S.ShapValues, rows: np.ndarray) -> S.ShapValues:
+        if not self.offset.any():
+            return sv
+        extra = self.offset_shap(rows)
+        base = float(sv.base_value + (self.offset[rows] - extra.sum(axis=1)).mean()) if len(rows) else 0.0
+        # the offset minus its credited part is the same constant on every row
+        return S.ShapValues(
+            values=(sv.values + extra).astype(np.float32), base_value=base, features=sv.features
+        )
+
+
+def explained_model(task: str, out: Path, snapshots: pd.DataFrame) -> ExplainedModel:
+    """Load the registered model of ``task``. Limit registers its 90+ DPD response model (``default.ubj``,
+    an S-learner with the line as treatment): the logged line's treatment columns are added to ``snapshots``
+    (in place) so each decision is explained at the line it actually got."""
+    if task != "limit":
+        booster, features, _directions = load_model(out)
+        meta = json.loads((out / "model" / "features.json").read_text())
+        return ExplainedModel(booster, features, meta.get("params", {}), np.zeros(len(snapshots)))
+    from cardlab.tasks import limit as L
+
+    models, meta = L.load_models(out)
+    info = meta["models"]["default"]
+    line = snapshots["line_after_fen"].to_numpy(dtype=np.float64) / 100.0
+    before = snapshots["line_before_fen"].astype("float64").to_numpy() / 100.0
+    for k, v in L.treatment_columns(line, before).items():
+        snapshots[k] = v
+    slope = float(info.get("line_offset", 0.0))
+    log_line = snapshots["treat_log_line"].to_numpy(dtype=np.float64)
+    offset = slope * log_line + float(info.get("logit_shift", 0.0))
+    return ExplainedModel(
+        models["default"],
+        list(meta["features"]),
+        info.get("params", {}),
+        offset,
+        offset_slope=slope,
+        offset_x=log_line,
+        offset_feature="treat_log_line" if slope else None,
+    )
+
+
 def explain(params: Params, task: str, features_root: Path, oracle: Path, out: Path) -> dict:
     """Explain the task's model; write ``out/explain/`` and ``out/report.html``; log to the model's MLflow run.
 
@@ -209,12 +275,11 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
     """
     ep = params.explain
     features_root, oracle, out = Path(features_root), Path(oracle), Path(out)
-    booster, features, _directions = load_model(out)
-    meta = json.loads((out / "model" / "features.json").read_text())
-    booster_params = meta.get("params", {})
+    snapshots = read_snapshots(features_root, task).reset_index(drop=True)
+    model = explained_model(task, out, snapshots)
+    booster, features, booster_params = model.booster, model.features, model.params
     objective = _objective(booster_params, booster)
     dictionary = {e["name"]: e for e in read_dictionary(features_root)}
-    snapshots = read_snapshots(features_root, task).reset_index(drop=True)
     missing = [f for f in features if f not in snapshots.columns]
     if missing:
         raise ValueError(
@@ -222,7 +287,7 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
         )
     x_all = S.as_matrix(snapshots, features)
     nthread = params.tune.nthread
-    margin_all = S.margin(booster, x_all, features)
+    margin_all = S.margin(booster, x_all, features) + model.offset
     score = _prob(margin_all, objective)
     points = None
     if task in ("credit", "limit") and objective.startswith("binary:"):
@@ -238,11 +303,18 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
         np.sort(rng.permutation(oot_idx)[: ep.global_sample]) if len(oot_idx) > ep.global_sample else oot_idx
     )
     x_s = x_all[sample]
-    sv = S.tree_shap(booster, x_s, features, nthread=nthread)
+    sv = model.fold_offset(S.tree_shap(booster, x_s, features, nthread=nthread), sample)
     add_err = float(np.max(np.abs(sv.margin - margin_all[sample]))) if len(sample) else 0.0
     n_check = min(200, len(sample))
     impl_diff = (
-        float(np.max(np.abs(S.shap_tree_explainer(booster, x_s[:n_check], features) - sv.values[:n_check])))
+        float(
+            np.max(
+                np.abs(
+                    S.shap_tree_explainer(booster, x_s[:n_check], features)
+                    - S.tree_shap(booster, x_s[:n_check], features).values
+                )
+            )
+        )
         if n_check
         else 0.0
     )
@@ -270,7 +342,7 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
     # --- local: reason codes for every adverse decision in the OOT period
     adverse, cutoff = decision_mask(task, params, snapshots, score, oot)
     dec_idx = np.flatnonzero(adverse)
-    sv_dec = S.tree_shap(booster, x_all[dec_idx], features, nthread=nthread)
+    sv_dec = model.fold_offset(S.tree_shap(booster, x_all[dec_idx], features, nthread=nthread), dec_idx)
     add_err = max(
         add_err, float(np.max(np.abs(sv_dec.margin - margin_all[dec_idx]))) if len(dec_idx) else 0.0
     )
@@ -345,6 +417,8 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
         "shap_additivity_max_err": add_err,
         "shap_truth_spearman": check["shap_truth_spearman"],
         "decoys_below_drivers": bool(check["decoys_below_drivers"]),
+        "decoy_max_share": check.get("max_decoy_share", float("nan")),
+        "decoy_driver_inversions": len(check.get("decoy_driver_inversions", [])),
         "shap_impl_max_diff": impl_diff,
         "shap_explained_rows": int(len(sample)),
         "reason_rows": int(len(dec_idx)),

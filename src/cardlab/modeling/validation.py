@@ -124,6 +124,12 @@ def _feature_frames(features, frames: Mapping[str, pd.DataFrame], ref: str, tgt:
 # ------------------------------------------------------------------------------------------------- pack
 
 
+def top_gain_features(booster, k: int) -> list[str]:
+    """The ``k`` features with the largest total split gain (ties by name): the CSI table's columns."""
+    gain = booster.get_score(importance_type="total_gain")
+    return sorted(gain, key=lambda f: (-gain[f], f))[:k]
+
+
 def validation_pack(
     frames: Mapping[str, pd.DataFrame],
     *,

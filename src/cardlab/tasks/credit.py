@@ -20,7 +20,7 @@ from cardlab.artifacts import atomic_dir, write_json, write_parquet
 from cardlab.config import Params
 from cardlab.modeling import metrics as M
 from cardlab.modeling.scorecard import fit_scorecard, scorecard_pd
-from cardlab.modeling.validation import validation_pack
+from cardlab.modeling.validation import top_gain_features, validation_pack
 from cardlab.modeling.workflow import (
     SPLITS,
     load_model,
@@ -104,8 +104,7 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
         .assign(label=lambda d: d["label"].astype(int))
         for s in SPLITS
     }
-    gain = booster.get_score(importance_type="total_gain")
-    top_features = sorted(gain, key=lambda f: (-gain[f], f))[:15]
+    top_features = top_gain_features(booster, 15)
     with atomic_dir(out / "validation") as tmp:
         metrics = validation_pack(
             frames,

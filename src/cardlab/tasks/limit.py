@@ -38,6 +38,7 @@ from cardlab.config import Params, params_hash
 from cardlab.modeling import ope
 from cardlab.modeling.optimise import InfeasibleError, MCKPResult, solve_mckp
 from cardlab.modeling.tuning import run_study
+from cardlab.modeling.validation import top_gain_features, validation_pack
 from cardlab.modeling.workflow import SPLITS, experiment_name, read_snapshots
 from cardlab.modeling.xgb import (
     TaskData,
@@ -795,9 +796,23 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
             )
     dist_df = pd.DataFrame(dist)
 
-    metrics = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in sorted(metrics.items())}
-    write_json(metrics, out / "metrics.json")
     with atomic_dir(out / "plots") as tmp:
+        # the registered PD model, validated like the credit model at the line each decision actually got
+        metrics.update(
+            validation_pack(
+                pd_validation_frames(models, meta, df_all, df, _pick(truth["pd"], legacy)),
+                score_col="pd",
+                month_col="snapshot_date",
+                oracle_col="pd_true",
+                features=top_gain_features(models["default"], 15),
+                out_dir=tmp / "pd_model",
+                n_boot=params.credit.bootstrap,
+                seed=params.simulate.seed,
+                n_grades=params.credit.n_grades,
+            )
+        )
+        metrics = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in sorted(metrics.items())}
+        write_json(metrics, out / "metrics.json")
         _round_df(frontier_df).to_csv(tmp / "frontier.csv", index=False, lineterminator="\n")
         _round_df(dist_df).to_csv(tmp / "line_by_grade.csv", index=False, lineterminator="\n")
         _plot_frontier(frontier_df, metrics, tmp / "frontier.png")
@@ -823,6 +838,23 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
         write_parquet(preds, tmp / "part-0.parquet")
     _log_to_mlflow(params, out, metrics, passed)
     return metrics
+
+
+def pd_validation_frames(
+    models: dict, meta: dict, df_all: pd.DataFrame, oot: pd.DataFrame, pd_true_oot: np.ndarray
+) -> dict[str, pd.DataFrame]:
+    """Per split, the labelled decisions with the PD model's prediction at the logged line (``pd``) and, on
+    OOT, the oracle's true PD at that line (``pd_true``; NaN elsewhere, the oracle grades OOT only)."""
+    frames = {}
+    for split in SPLITS:
+        d = oot if split == "oot" else df_all[df_all["split"] == split].reset_index(drop=True)
+        logged = d["line_after_fen"].to_numpy(dtype=np.float64)[:, None] / 100.0
+        d = d.assign(
+            pd=predict_responses(models, meta, d, logged)["default"][:, 0],
+            pd_true=pd_true_oot if split == "oot" else np.nan,
+        )
+        frames[split] = d[d["label"].notna()].assign(label=lambda x: x["label"].astype(int))
+    return frames
 
 
 def feature_ceiling(

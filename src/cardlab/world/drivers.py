@@ -24,7 +24,6 @@ DEFAULT_DRIVERS = {
     "occupation": "risk",
     "education": "risk",
     "purchase_power": "risk",
-    "thin_file": "risk",
 }
 CHURN_DRIVERS = {
     "membership_level": "engagement",
@@ -51,7 +50,12 @@ BEHAVIOUR = {
         "statements.rewards_redeemed",
     ],
 }
-PROXIES = {"device_price_band": "purchase_power (observable), no path to any outcome"}
+PROXIES = {
+    "device_price_band": "purchase_power (observable), no path to any outcome",
+    # thin_file only says the bureau score is missing; it is drawn from city tier and age (which drive risk),
+    # so it is associated with risk without any path of its own
+    "thin_file": "city tier and age (drivers of risk); marks a missing bureau score, no path to any outcome",
+}
 
 
 def _rank(x: np.ndarray) -> np.ndarray:
