@@ -24,6 +24,7 @@ from cardlab.world import oracle, policies
 from cardlab.world.calendar import macro, month_lengths, month_starts, random_day, season
 from cardlab.world.population import Population, measure
 from cardlab.world.streams import Stream, rng_for
+from cardlab.world.traits import Traits
 
 INVITE_CHANNELS = np.array(["app_push", "sms", "checkout_banner", "live_stream"])
 PAYMENT_TYPES = np.array(["none_due", "full", "minimum", "partial", "missed"])
@@ -57,6 +58,41 @@ class _Collector:
     def get(self, table: str) -> dict[str, np.ndarray] | None:
         """All rows added to ``table`` (None when there are none)."""
         return _concat(self.parts.get(table, []))
+
+
+@dataclass
+class _Shard:
+    """What the monthly loop shares with its helpers (booking potential, reviews, retention campaigns, churn
+    oracle): the shard's inputs, calendar and random streams, the row collector, and the per-customer state
+    arrays (length n), which the loop and the helpers update in place."""
+
+    out: _Collector
+    params: SimulateParams
+    T: Traits
+    cols: dict[str, np.ndarray]
+    cid: np.ndarray
+    starts: np.ndarray  # first day of each month (days since epoch)
+    seas: np.ndarray  # festival factor per month
+    mac: np.ndarray  # macro default-hazard multiplier per month
+    r_lim: np.random.Generator
+    r_camp: np.random.Generator
+    open_month: np.ndarray
+    act_month: np.ndarray
+    L: np.ndarray  # current line (fen)
+    score_c: np.ndarray  # legacy score at application
+    B: np.ndarray  # balance at the last statement
+    util6: np.ndarray  # utilisation summed since the last review
+    miss6: np.ndarray  # misses since the last review
+    onset: np.ndarray  # distress onset month, -1 when none
+    lapsed: np.ndarray
+    treat_mult: np.ndarray
+    treat_until: np.ndarray
+    offer_on: np.ndarray  # (n, months + horizon + 1) a retention offer is in effect
+    line_path: np.ndarray  # (n, months + horizon + 1) the line held in each month
+
+    @property
+    def eco(self):
+        return self.params.economics
 
 
 def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardWorld:
@@ -176,20 +212,6 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
     booked = np.zeros(n, bool)
     booked[b] = True
 
-    _booking_potential(
-        out,
-        b,
-        a_date[approved],
-        a_month[approved],
-        line[approved],
-        T,
-        cid,
-        mac,
-        seas,
-        eco,
-        activation=T.p_activate[b],
-    )
-
     # ---------------- monthly account loop -------------------------------------------------------------------
     B = np.zeros(n, np.int64)
     due_prev = np.zeros(n, np.int64)
@@ -217,6 +239,32 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
     line_path = np.zeros((n, M + HORIZON + 1), np.int64)
     offer_on = np.zeros((n, M + HORIZON + 1), bool)
     churn_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+    s = _Shard(
+        out=out,
+        params=params,
+        T=T,
+        cols=cols,
+        cid=cid,
+        starts=starts,
+        seas=seas,
+        mac=mac,
+        r_lim=r_lim,
+        r_camp=r_camp,
+        open_month=open_month,
+        act_month=act_month,
+        L=L,
+        score_c=score_c,
+        B=B,
+        util6=util6,
+        miss6=miss6,
+        onset=onset,
+        lapsed=lapsed,
+        treat_mult=treat_mult,
+        treat_until=treat_until,
+        offer_on=offer_on,
+        line_path=line_path,
+    )
+    _booking_potential(s, b, a_date[approved], a_month[approved], line[approved], activation=T.p_activate[b])
 
     def churn_oracle(m: int, pos: np.ndarray) -> None:
         o = onset[pos]
@@ -354,28 +402,7 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         # 6. line review every REVIEW_EVERY months on book
         rev = ~(co | vol) & (mob % bh.REVIEW_EVERY == 0)
         if rev.any():
-            _review(
-                out,
-                idx[rev],
-                m,
-                dpd_new[rev] > 0,
-                T,
-                cid,
-                L,
-                score_c,
-                util6,
-                miss6,
-                onset,
-                lapsed,
-                open_month,
-                mac,
-                seas,
-                eco,
-                params,
-                r_lim,
-                starts,
-                B,
-            )
+            _review(s, idx[rev], m, dpd_new[rev] > 0)
         # 7. retention campaign
         if (
             m >= policies.RETENTION_FIRST_MONTH
@@ -384,37 +411,14 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         ):
             elig = ~(co | vol) & ~lapsed[idx] & (dpd_new == 0) & (mob >= 3) & (act_hist[idx].sum(1) <= 2)
             if elig.any():
-                campaigns.append(
-                    _retention(
-                        out,
-                        idx[elig],
-                        m,
-                        act_hist[idx[elig]].sum(1),
-                        T,
-                        cols,
-                        cid,
-                        L,
-                        open_month,
-                        mac,
-                        treat_mult,
-                        treat_until,
-                        params,
-                        r_camp,
-                        starts,
-                        onset,
-                        act_month,
-                        offer_on,
-                    )
-                )
+                campaigns.append(_retention(s, idx[elig], m, act_hist[idx[elig]].sum(1)))
         # 8. churn oracle: every card open at the end of this month (after its review and campaign)
         open_now = np.union1d(idx[~(co | vol)], np.flatnonzero(booked & (open_month == m)))
         churn_oracle(m, open_now)
 
     line_path[:, M + 1 :] = L[:, None]
     for m, pos, state in churn_rows:
-        _churn_true(
-            out, pos, m, state, onset, T, cid, line_path, offer_on, open_month, act_month, mac, starts
-        )
+        _churn_true(s, pos, m, state)
 
     # potential outcomes of campaigns use the same uniforms as the factual path
     for m, e_idx, q01 in campaigns:
@@ -480,7 +484,7 @@ def _hazards(
 
 
 def _economics(
-    out: _Collector,
+    s: _Shard,
     pos,
     kind,
     snap_date,
@@ -488,19 +492,14 @@ def _economics(
     multiple,
     chosen,
     m,
-    T,
-    cid,
-    mac,
-    seas,
-    eco,
-    open_month,
     start_active,
     activation,
     revolving_start,
 ):
     """Expected 12-month outcomes of holding ``option_line`` from month m+1 (closed form, see oracle.py)."""
+    T, seas, eco = s.T, s.seas, s.eco
     line = option_line.astype(float)
-    h, q = _hazards(pos, np.asarray(m) + 1, line, T, mac, open_month)
+    h, q = _hazards(pos, np.asarray(m) + 1, line, T, s.mac, s.open_month)
     k = len(pos)
     spend_base = bh.spend_mean(T.spend_capacity_fen[pos].astype(float), line)
     months = np.broadcast_to(np.asarray(m), (k,))
@@ -523,9 +522,9 @@ def _economics(
     ead = bh.DRAWDOWN_SHARE * line
     loss = pd * eco.lgd * ead
     profit = interchange + interest + fees - funding - rewards - loss
-    out.add(
+    s.out.add(
         "limit_potential",
-        customer_id=cid[pos],
+        customer_id=s.cid[pos],
         decision_date=snap_date,
         kind=np.full(k, kind),
         option_line=option_line.astype(np.int64),
@@ -545,13 +544,11 @@ def _economics(
     )
 
 
-def _booking_potential(out, b, dates, months, chosen_line, T, cid, mac, seas, eco, activation):
-    grid = policies.INITIAL_LINE_GRID_FEN
-    open_month = np.zeros(len(T.risk), dtype=np.int64)
-    open_month[b] = months
-    for g in grid:
+def _booking_potential(s: _Shard, b, dates, months, chosen_line, activation):
+    """limit_potential rows at booking: every grid line for the booked customers ``b`` (opened in ``months``)."""
+    for g in policies.INITIAL_LINE_GRID_FEN:
         _economics(
-            out,
+            s,
             b,
             "booking",
             dates,
@@ -559,52 +556,27 @@ def _booking_potential(out, b, dates, months, chosen_line, T, cid, mac, seas, ec
             np.full(len(b), np.nan),
             chosen_line == g,
             months,
-            T,
-            cid,
-            mac,
-            seas,
-            eco,
-            open_month,
             np.ones(len(b), bool),
             activation,
             np.zeros(len(b)),
         )
 
 
-def _review(
-    out,
-    pos,
-    m,
-    in_arrears,
-    T,
-    cid,
-    L,
-    score_c,
-    util6,
-    miss6,
-    onset,
-    lapsed,
-    open_month,
-    mac,
-    seas,
-    eco,
-    params,
-    r_lim,
-    starts,
-    balance,
-):
+def _review(s: _Shard, pos, m, in_arrears):
     """Line review at the end of month m: legacy rule or test cell, limit_changes, pd_true and limit_potential."""
+    out, T, cid, L, eco, starts = s.out, s.T, s.cid, s.L, s.eco, s.starts
+    util6, miss6, onset, balance = s.util6, s.miss6, s.onset, s.B
     k = len(pos)
     # revolving balance carried into the horizon (the oracle knows the revolver type)
     revolving_now = np.where(T.debt_need_fen[pos] > 0, balance[pos], 0).astype(float)
     old = L[pos].copy()
     legacy = policies.legacy_review_multiple(
-        in_arrears, miss6[pos], util6[pos] / bh.REVIEW_EVERY, score_c[pos]
+        in_arrears, miss6[pos], util6[pos] / bh.REVIEW_EVERY, s.score_c[pos]
     )
-    share = params.review_test_cell_share
+    share = s.params.review_test_cell_share
     mults = policies.REVIEW_MULTIPLES
-    test = ~in_arrears & (r_lim.random(k) < share)
-    choice = mults[r_lim.integers(0, len(mults), k)]
+    test = ~in_arrears & (s.r_lim.random(k) < share)
+    choice = mults[s.r_lim.integers(0, len(mults), k)]
     mult = np.where(test, choice, legacy)
     prop = np.where(in_arrears, 1.0, (1 - share) * (mult == legacy) + share / len(mults))
     new = policies.round_line(old * mult)
@@ -621,8 +593,8 @@ def _review(
         propensity=prop,
     )
     already = onset[pos] >= 0
-    active = ~lapsed[pos]
-    h, q = _hazards(pos, m + 1, new.astype(float), T, mac, open_month)
+    active = ~s.lapsed[pos]
+    h, q = _hazards(pos, m + 1, new.astype(float), T, s.mac, s.open_month)
     pd = np.where(already, 1.0, oracle.pd_12m(h, q, active))
     out.add(
         "pd_true", customer_id=cid[pos], snapshot_date=date, kind=np.full(k, "review"), pd_12m=pd, line=new
@@ -630,7 +602,7 @@ def _review(
     for mu in mults:
         opt = policies.round_line(old * mu)
         _economics(
-            out,
+            s,
             pos,
             "review",
             date,
@@ -638,12 +610,6 @@ def _review(
             np.full(k, mu),
             mu == mult,
             np.full(k, m),
-            T,
-            cid,
-            mac,
-            seas,
-            eco,
-            open_month,
             active,
             np.ones(k),
             revolving_now,
@@ -664,7 +630,7 @@ def _review(
     miss6[pos] = 0
 
 
-def _churn_true(out, pos, m, state, onset, T, cid, line_path, offer_on, open_month, act_month, mac, starts):
+def _churn_true(s: _Shard, pos, m, state):
     """Churn oracle at the end of month m for the open cards ``pos`` (snapshot month t = m+1), ``state`` their
     ACTIVE / SILENT / DISTRESSED state then. Computed after the simulation, conditioning on the *factual*
     line held in each month and the months a retention offer is in effect (offers decided later, e.g. in the
@@ -678,15 +644,16 @@ def _churn_true(out, pos, m, state, onset, T, cid, line_path, offer_on, open_mon
     """
     if len(pos) == 0:
         return
+    T, offer_on = s.T, s.offer_on
     horizon = 4
     k = len(pos)
     months = m + 1 + np.arange(horizon)
     on = offer_on[pos[:, None], months[None, :]]
     treat = np.where(on, np.exp(-T.retention_response[pos])[:, None], 1.0)
-    line = line_path[pos[:, None], months[None, :]].astype(float)
-    h, q = _hazards(pos, m + 1, line, T, mac, open_month, treat, horizon)
-    o = onset[pos]
-    can_txn = act_month[pos, None] <= months[None, :]
+    line = s.line_path[pos[:, None], months[None, :]].astype(float)
+    h, q = _hazards(pos, m + 1, line, T, s.mac, s.open_month, treat, horizon)
+    o = s.onset[pos]
+    can_txn = s.act_month[pos, None] <= months[None, :]
     lift = bh.offer_activity_lift(T.reward_sensitivity[pos], T.retention_response[pos])
     p_act = bh.active_probability(T.p_active[pos, None], lift[:, None], on)
     p_label, _ = oracle.churn_label_prob(h, q, p_act, can_txn, state, gap=1)
@@ -694,51 +661,33 @@ def _churn_true(out, pos, m, state, onset, T, cid, line_path, offer_on, open_mon
     charged_off = (state == oracle.DISTRESSED) & (o + CHARGE_OFF_DPD // 30 <= m + horizon)
     p_label = np.where(charged_off, np.nan, p_label)
     p_event = np.where(state == oracle.ACTIVE, oracle.churn_window(h, q, first=1), np.nan)
-    out.add(
+    s.out.add(
         "churn_true",
-        customer_id=cid[pos],
-        card_id=cid[pos] * 10 + 2,
-        month=np.full(k, starts[m]),
+        customer_id=s.cid[pos],
+        card_id=s.cid[pos] * 10 + 2,
+        month=np.full(k, s.starts[m]),
         state=np.array(["active", "silent", "distressed"])[state],
         p_churn_3m=p_event,
         p_label_3m=p_label,
     )
 
 
-def _retention(
-    out,
-    pos,
-    m,
-    active3,
-    T,
-    cols,
-    cid,
-    L,
-    open_month,
-    mac,
-    treat_mult,
-    treat_until,
-    params,
-    r_camp,
-    starts,
-    onset,
-    act_month,
-    offer_on,
-):
+def _retention(s: _Shard, pos, m, active3):
     """Assign arms of the retention campaign of month m, record offers and closed-form potential outcomes.
 
     Two potential-outcome pairs per row: the churn *event* (closure or lapse, ``p_churn_y0/y1``, with
     realised ``y0/y1`` from the same uniforms as the factual path) and the churn task's *label* over the
     effect months m+1..m+3 (``p_label_y0/y1``, exact recursion of oracle.churn_label_prob, with the offer's
     activity lift), ``tau_label = p_label_y0 - p_label_y1``."""
+    out, T, cid = s.out, s.T, s.cid
     k = len(pos)
-    c = params.retention_control_share
-    u = r_camp.random(k)
+    c = s.params.retention_control_share
+    u = s.r_camp.random(k)
     arm = np.where(u < c, 0, np.where(u < c + (1 - c) / 2, 1, 2))
-    rule = policies.retention_targeting_rule(active3, cols["paid_member"][pos])
+    rule = policies.retention_targeting_rule(active3, s.cols["paid_member"][pos])
     treated = (arm == 1) | ((arm == 2) & rule)
     prop = (1 - c) / 2 + (1 - c) / 2 * rule
-    date = np.full(k, starts[m])
+    date = np.full(k, s.starts[m])
     out.add(
         "retention_offers",
         customer_id=cid[pos],
@@ -749,26 +698,22 @@ def _retention(
         propensity=prop,
     )
     mult1 = np.exp(-T.retention_response[pos])
-    treat_mult[pos[treated]] = mult1[treated]
-    treat_until[pos[treated]] = m + bh.RETENTION_EFFECT_MONTHS
-    offer_on[pos[treated], m + 1 : m + 1 + bh.RETENTION_EFFECT_MONTHS] = True
+    s.treat_mult[pos[treated]] = mult1[treated]
+    s.treat_until[pos[treated]] = m + bh.RETENTION_EFFECT_MONTHS
+    s.offer_on[pos[treated], m + 1 : m + 1 + bh.RETENTION_EFFECT_MONTHS] = True
     H = bh.RETENTION_EFFECT_MONTHS
-    qs, ps = [], []
-    for a_mult in (np.ones(k), mult1):
+    months = m + 1 + np.arange(H)
+    state = np.where(s.onset[pos] >= 0, oracle.DISTRESSED, oracle.ACTIVE)
+    can_txn = s.act_month[pos, None] <= months[None, :]
+    lift = bh.offer_activity_lift(T.reward_sensitivity[pos], T.retention_response[pos])
+    # per arm (no offer / offer): hazards over the effect months, then the churn event and the label
+    qs, ps, pl_ = [], [], []
+    for arm_on, a_mult in ((False, np.ones(k)), (True, mult1)):
         h, q = _hazards(
-            pos, m + 1, L[pos].astype(float), T, mac, open_month, np.repeat(a_mult[:, None], H, 1), H
+            pos, m + 1, s.L[pos].astype(float), T, s.mac, s.open_month, np.repeat(a_mult[:, None], H, 1), H
         )
         qs.append(q)
         ps.append(oracle.churn_window(h, q, first=0))
-    months = m + 1 + np.arange(H)
-    state = np.where(onset[pos] >= 0, oracle.DISTRESSED, oracle.ACTIVE)
-    can_txn = act_month[pos, None] <= months[None, :]
-    lift = bh.offer_activity_lift(T.reward_sensitivity[pos], T.retention_response[pos])
-    pl_ = []
-    for arm_on, a_mult in ((False, np.ones(k)), (True, mult1)):
-        h, q = _hazards(
-            pos, m + 1, L[pos].astype(float), T, mac, open_month, np.repeat(a_mult[:, None], H, 1), H
-        )
         p_act = bh.active_probability(T.p_active[pos], lift, arm_on)
         pl_.append(oracle.churn_label_prob(h, q, p_act, can_txn, state, gap=0)[0])
     out.add(
