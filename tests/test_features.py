@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import cardlab.features
 from cardlab.artifacts import dir_digest
 from cardlab.config import TASKS, FeaturesParams, PresetSize, SimulateParams
+from cardlab.features import windows
 from cardlab.features.build import build_features, compute_task_frames
 from cardlab.features.guards import leak_canary
 from cardlab.features.io import RawDataError, load_tables, read_calendar
@@ -480,3 +481,28 @@ def test_pandas_peer_gives_the_same_values(world, frames):
         assert np.array_equal(np.isnan(a), np.isnan(b)), f"{c}: null pattern differs"
         m = ~np.isnan(a)
         np.testing.assert_allclose(a[m], b[m], rtol=1e-6, atol=1e-9, err_msg=c)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 12), st.floats(-1e6, 1e6, allow_nan=False)),
+        min_size=0,
+        max_size=40,
+    ),
+    snaps=st.lists(st.tuples(st.integers(0, 8), st.integers(0, 14)), min_size=1, max_size=30),
+    o=st.integers(0, 12),
+)
+def test_packed_as_of_lookup_matches_polars_join_asof(rows, snaps, o):
+    """The binary-search as-of lookup in window_sums finds exactly the rows polars' join_asof finds."""
+    cum = (
+        pl.DataFrame(rows, schema={"k": pl.Int64, "m": pl.Int32, "v": pl.Float64}, orient="row")
+        .unique(["k", "m"], keep="first")
+        .sort("k", "m")
+    )
+    out = pl.DataFrame(snaps, schema={"k": pl.Int64, "t": pl.Int32}, orient="row").unique().sort("k", "t")
+    got = out.with_columns(windows._as_of(cum, out, "k", o, {"v": "got"}))
+    ref = out.with_columns((pl.col("t") - 1 - o).alias("_p")).join_asof(
+        cum.rename({"m": "_m"}), left_on="_p", right_on="_m", by="k", strategy="backward"
+    )
+    assert got["got"].to_list() == ref["v"].to_list()
