@@ -11,6 +11,7 @@ import xgboost as xgb
 from optuna.trial import TrialState
 
 from cardlab.config import TuneParams
+from cardlab.modeling.screen import shadow_screen
 from cardlab.modeling.tuning import run_study
 from cardlab.modeling.xgb import TaskData, base_params, fit_booster
 
@@ -131,3 +132,47 @@ def test_killed_study_resumes_without_repeating_finished_trials(store, data, mon
         t.params for t in uninterrupted.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
     ]
     assert resumed.best_params == uninterrupted.best_params
+
+
+def test_shadow_screen_keeps_signal_and_drops_noise():
+    rng = np.random.default_rng(11)
+    n = 6000
+    x = rng.standard_normal((n, 8))
+    # label from the first two columns (a strong and a weaker driver); columns 2..7 are pure noise
+    logit = -2.5 + 1.5 * x[:, 0] + 0.6 * x[:, 1]
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    names = ["strong", "weak", *(f"noise_{k}" for k in range(6))]
+    frame = pd.DataFrame(x, columns=names).assign(label=y)
+    data = TaskData(frames={"train": frame}, features=names, directions={"strong": 1})
+    kept, rate = shadow_screen(data, TuneParams(screen_repeats=3, screen_rounds=60), seed=7)
+    assert kept == ["strong", "weak"]
+    assert all(rate[f"noise_{k}"] <= 0.5 for k in range(6))
+    # deterministic, and switched off by screen_repeats = 0
+    assert shadow_screen(data, TuneParams(screen_repeats=3, screen_rounds=60), seed=7) == (kept, rate)
+    assert shadow_screen(data, TuneParams(screen_repeats=0), seed=7)[0] == names
+    # a column forced in (limit's line treatment) is kept even when it carries no signal
+    kept2, _ = shadow_screen(
+        data, TuneParams(screen_repeats=3, screen_rounds=60), seed=7, keep_always=("noise_0",)
+    )
+    assert kept2 == ["strong", "weak", "noise_0"]
+
+
+def test_shadow_screen_drops_customer_level_noise_in_panel_data():
+    # 600 customers x 12 monthly rows; a strong customer-level random effect drives the label, so a noise
+    # column constant per customer can memorise customers: only a customer-permuted shadow is a fair bar
+    rng = np.random.default_rng(5)
+    n_c, k = 600, 12
+    cust = np.repeat(np.arange(n_c), k)
+    effect = np.repeat(rng.normal(0, 1.5, n_c), k)
+    driver = rng.standard_normal(n_c * k)
+    y = (rng.random(n_c * k) < 1 / (1 + np.exp(-(-1.5 + effect + 1.0 * driver)))).astype(float)
+    frame = pd.DataFrame(
+        {"driver": driver, "noise": np.repeat(rng.standard_normal(n_c), k), "customer_id": cust, "label": y}
+    )
+    tune = TuneParams(screen_repeats=3, screen_rounds=100)
+    data = TaskData(frames={"train": frame}, features=["driver", "noise"])
+    kept, rate = shadow_screen(data, tune, seed=3)
+    assert kept == ["driver"] and rate["noise"] <= 0.5
+    # the same data seen as independent rows (no customer_id): the noise column memorises customers and passes
+    rows = TaskData(frames={"train": frame.drop(columns="customer_id")}, features=["driver", "noise"])
+    assert "noise" in shadow_screen(rows, tune, seed=3)[0]

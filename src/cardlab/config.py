@@ -188,6 +188,10 @@ class TuneParams(StrictModel):
     storage: str | None = None
     search_space: SearchSpace = Field(default_factory=SearchSpace)
     nthread: PositiveInt = 2
+    # shadow-feature screening before tuning (modeling/screen.py): repeats (0 = off) and boosting rounds each
+    screen_repeats: Annotated[int, Field(ge=0, le=50)] = 6
+    screen_rounds: PositiveInt = 100
+    screen_min_pass: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # share of repeats a feature must pass
 
 
 class CreditParams(StrictModel):
@@ -263,8 +267,9 @@ class ChurnParams(StrictModel):
     uplift_learners: list[UpliftLearner] = Field(
         default_factory=lambda: ["t_learner", "x_learner", "dr_learner"]
     )
-    # which validation score picks the reported learner (all three are reported and graded)
-    uplift_selection: Literal["dr_score", "r_loss", "qini"] = "dr_score"
+    # the reported uplift: "ensemble" = the mean of the learners' CATE estimates; or the learner a validation
+    # score picks (all learners are reported and graded either way, and so is what each score would pick)
+    uplift_selection: Literal["ensemble", "dr_score", "r_loss", "qini"] = "ensemble"
     # heavily regularised base models: the campaign is small and the true effect is a few points of churn
     # probability, so unshrunk learners mostly fit outcome noise (docs/tasks/churn.md)
     uplift_max_depth: Annotated[int, Field(ge=1, le=8)] = 2

@@ -34,7 +34,7 @@ from cardlab.explain import report as REPORT
 from cardlab.explain import shap_values as S
 from cardlab.modeling import metrics as M
 from cardlab.modeling.workflow import experiment_name, load_model, read_snapshots
-from cardlab.modeling.xgb import read_dictionary
+from cardlab.modeling.xgb import read_dictionary, task_features
 
 METRIC_KEYS = ("shap_additivity_max_err", "shap_truth_spearman", "decoys_below_drivers")
 KEYS = ["customer_id", "snapshot_date"]
@@ -377,7 +377,14 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
     known = set()
     if truth:
         known = set(truth["drivers"]) | set(truth["decoys"]) | set(truth["proxies"])
-    src_imp = F.source_importance(sv.values, features, dictionary, known)
+    # candidate features the model does not use (screened out in tune) take part with importance 0
+    unused = [f for f in task_features(list(dictionary.values()), task)[0] if f not in set(features)]
+    src_imp = F.source_importance(
+        np.hstack([sv.values, np.zeros((len(sv.values), len(unused)), np.float32)]),
+        [*features, *unused],
+        dictionary,
+        known,
+    )
     check = (
         F.truth_check(src_imp, truth)
         if truth

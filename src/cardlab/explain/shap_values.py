@@ -54,6 +54,8 @@ def tree_shap(
         data = frame[features]  # XGBoost reads numeric columns without an extra float32 copy
     else:
         data = as_matrix(frame, features)
+    if len(data) == 0:  # e.g. no adverse decision in the period: nothing to explain
+        return ShapValues(np.zeros((0, len(features)), np.float32), 0.0, list(features))
     dm = xgb.DMatrix(data, feature_names=features, nthread=nthread or -1)
     contribs = booster.predict(dm, pred_contribs=True, validate_features=False)
     if contribs.ndim != 2:  # multi-class / multi-target boosters: not used by cardlab's tasks

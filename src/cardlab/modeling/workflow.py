@@ -17,6 +17,7 @@ import polars as pl
 from cardlab import tracking
 from cardlab.artifacts import atomic_dir, dir_digest, write_json
 from cardlab.config import Params, params_hash
+from cardlab.modeling.screen import shadow_screen
 from cardlab.modeling.tuning import run_study
 from cardlab.modeling.xgb import (
     TaskData,
@@ -69,8 +70,12 @@ def load_task_data(features_root: Path, task: str, modelled: pd.Series | None = 
 def tune_task(
     params: Params, task: str, data: TaskData, features_root: Path, out: Path, *, metric: str = "auc"
 ) -> dict:
-    """Run/resume the Optuna study and write ``best_params.json``."""
+    """Screen the features against shadows, run/resume the Optuna study on the kept ones and write
+    ``best_params.json`` (with the kept ``features``, which train uses)."""
     tune = params.tune
+    kept, pass_rate = shadow_screen(data, tune, params.simulate.seed)
+    candidates = len(data.features)
+    data = data.subset(kept)
     fixed = {"monotone_constraints": data.monotone}
     study = run_study(
         task=task,
@@ -94,6 +99,8 @@ def tune_task(
         "n_trials": sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials),
         "n_pruned": sum(t.state.name == "PRUNED" for t in study.trials),
         "best_params": best.params,
+        "features": kept,
+        "screen": {"candidates": candidates, "kept": len(kept), "pass_rate": pass_rate},
     }
     write_json(result, out / "best_params.json")
     return result
@@ -113,7 +120,10 @@ def train_task(
     best_path = out / "best_params.json"
     if not best_path.exists():
         raise FileNotFoundError(f"{best_path} is missing: run `cardlab tune {task}` first")
-    best = json.loads(best_path.read_text())["best_params"]
+    tuned = json.loads(best_path.read_text())
+    best = tuned["best_params"]
+    if "features" in tuned:  # the features that passed the screen in tune
+        data = data.subset(tuned["features"])
     booster_params = {
         **base_params(params.tune, eval_metric=metric),
         "monotone_constraints": data.monotone,

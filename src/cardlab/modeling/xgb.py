@@ -40,6 +40,11 @@ class TaskData:
             nthread=2,
         )
 
+    def subset(self, features: list[str]) -> TaskData:
+        """The same rows with only ``features`` (kept in this data's order)."""
+        keep = set(features)
+        return TaskData(self.frames, [f for f in self.features if f in keep], self.directions, self.label)
+
     @property
     def monotone(self) -> str:
         """XGBoost ``monotone_constraints`` string in feature order (+1 increasing risk, -1 decreasing)."""

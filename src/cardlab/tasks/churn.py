@@ -305,7 +305,8 @@ def _train_uplift(params: Params, snaps: pd.DataFrame, features: list[str], out:
             {
                 "features": features,
                 "selection_score": cp.uplift_selection,
-                "selected": picks[cp.uplift_selection],
+                # "ensemble": the mean of every learner's CATE, no selection (docs/tasks/churn.md)
+                "selected": picks.get(cp.uplift_selection, cp.uplift_selection),
                 "picks": picks,
                 "valid_scores": {k: {s: round(v, 8) for s, v in d.items()} for k, d in scores.items()},
                 "n_train": len(tr),
@@ -415,9 +416,11 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path, raw: 
     snaps["value_realised"] = realised_value(snaps, _raw_root(features_root, raw), params)
     sel = _uplift_selection(out)
     learners = {n: U.load_learner(out / "model" / "uplift" / n) for n in sel["valid_scores"]}
-    Xn = X.to_numpy()
+    # the uplift learners use every dictionary feature (the shadow screen is the classifier's, in tune)
+    Xn = snaps[sel.get("features", features)].astype("float32").to_numpy()
     for n, lrn in learners.items():
         snaps[f"uplift_{n}"] = lrn.predict(Xn)
+    snaps["uplift_ensemble"] = snaps[[f"uplift_{n}" for n in learners]].mean(axis=1)
     snaps["uplift"] = snaps[f"uplift_{sel['selected']}"]
 
     metrics: dict[str, float | int] = {}
@@ -447,7 +450,7 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path, raw: 
         "churn_p",
         "value",
         "uplift",
-        *(f"uplift_{n}" for n in learners),
+        *(f"uplift_{n}" for n in [*learners, "ensemble"]),
         "value_realised",
     ]
     with atomic_dir(out / "predictions.parquet") as tmp:
@@ -578,7 +581,7 @@ def _uplift_metrics(
     idx = np.round(curves["share"] * len(d)).astype(int)
     curves["gain_true_oracle"] = U.true_gain_curve(tau, tau)[idx]
     curves["gain_true_random"] = curves["share"] * tau.sum()
-    for n in learners:
+    for n in [*learners, "ensemble"]:
         th = d[f"uplift_{n}"].to_numpy()
         m[f"pehe_{n}"] = U.pehe(th, tau)
         m[f"ate_est_{n}"] = float(th.mean())
@@ -598,8 +601,9 @@ def _uplift_metrics(
     m["auuc"] = U.auuc_score(y, w, th, normalize=True)
     m["uplift_at_capacity"] = U.uplift_at(y, w, th, capacity_share)
     m["qini_capture_churn_risk"] = U.qini_capture(tau, d["churn_p"].to_numpy())
-    # which learner the oracle-free selection score reported: index in alphabetical order (dr, t, x)
-    m["uplift_selected_index"] = list(sel["valid_scores"]).index(sel["selected"])
+    # which learner is reported: index in alphabetical order (dr, t, x); one past the last = the ensemble mean
+    names = list(sel["valid_scores"])
+    m["uplift_selected_index"] = names.index(sel["selected"]) if sel["selected"] in names else len(names)
     curves["gain_true_churn_risk"] = U.true_gain_curve(tau, d["churn_p"].to_numpy())[idx]
     tables["qini_curves"] = pd.DataFrame(curves)
     return m
@@ -654,7 +658,7 @@ def _write_plots(tables: dict[str, pd.DataFrame], metrics: dict, folder: Path) -
     ax.set_xlabel("campaign population contacted, ranked by score (%)")
     ax.set_ylabel("true incremental retained accounts (sum of tau)")
     ax.set_title(
-        f"Retention uplift, OOT: true gain curves\nqini_capture of selected learner "
+        f"Retention uplift, OOT: true gain curves\nqini_capture of the reported uplift "
         f"{metrics['qini_capture']:.2f} (1 = oracle, 0 = random)"
     )
     ax.legend(fontsize=8)

@@ -30,6 +30,7 @@ from cardlab.modeling.workflow import (
     train_task,
     tune_task,
 )
+from cardlab.modeling.xgb import read_dictionary, task_features
 
 TASK = "credit"
 DESCRIPTION = (
@@ -88,8 +89,10 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
 
     booked = _booked(snapshots) & snapshots["label"].notna()
     modelled = snapshots[booked]
-    card = fit_scorecard(modelled[modelled["split"] == "train"], features)
-    snapshots["pd_scorecard"] = scorecard_pd(card, snapshots, features)
+    # the scorecard baseline bins every dictionary feature itself (its own IV screen), not XGBoost's screened set
+    candidates, _ = task_features(read_dictionary(features_root), TASK)
+    card = fit_scorecard(modelled[modelled["split"] == "train"], candidates)
+    snapshots["pd_scorecard"] = scorecard_pd(card, snapshots, candidates)
     baselines = {"scorecard": "pd_scorecard"}
     # the bank's legacy application score (a points score, higher = safer) as a risk ranking in [0, 1]
     if LEGACY_SCORE not in snapshots.columns:

@@ -37,6 +37,7 @@ from cardlab.artifacts import atomic_dir, dir_digest, write_json, write_parquet
 from cardlab.config import Params, params_hash
 from cardlab.modeling import ope
 from cardlab.modeling.optimise import InfeasibleError, MCKPResult, solve_mckp
+from cardlab.modeling.screen import shadow_screen
 from cardlab.modeling.tuning import run_study
 from cardlab.modeling.validation import top_gain_features, validation_pack
 from cardlab.modeling.workflow import SPLITS, experiment_name, read_snapshots
@@ -178,6 +179,16 @@ def tune(params: Params, features_root: Path, out: Path) -> dict:
     """One Optuna study per response model (shared journal ``optuna.journal``); writes best_params.json."""
     df, names, directions = _load(features_root)
     digest = dir_digest(Path(features_root) / TASK)[:16]
+    # feature screen (modeling/screen.py) per response on its own target; the three models share the union
+    candidates, kept, pass_rate = len(names), set(), {}
+    for model, spec in MODELS.items():
+        data = _task_data(df, names, directions, model, params)
+        k, rate = shadow_screen(
+            data, params.tune, params.simulate.seed, objective=spec["objective"], keep_always=TREAT
+        )
+        kept |= set(k)
+        pass_rate[model] = rate
+    names = [n for n in names if n in kept]
     result: dict[str, dict] = {}
     for model, spec in MODELS.items():
         data = _task_data(df, names, directions, model, params)
@@ -206,7 +217,12 @@ def tune(params: Params, features_root: Path, out: Path) -> dict:
             "n_pruned": sum(t.state.name == "PRUNED" for t in study.trials),
             "best_params": best.params,
         }
-    out_json = {"models": result, "n_trials": sum(r["n_trials"] for r in result.values())}
+    out_json = {
+        "models": result,
+        "n_trials": sum(r["n_trials"] for r in result.values()),
+        "features": names,
+        "screen": {"candidates": candidates, "kept": len(names), "pass_rate": pass_rate},
+    }
     write_json(out_json, Path(out) / "best_params.json")
     return out_json
 
@@ -217,8 +233,10 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
     best_path = out / "best_params.json"
     if not best_path.exists():
         raise FileNotFoundError(f"{best_path} is missing: run `cardlab tune {TASK}` first")
-    best = json.loads(best_path.read_text())["models"]
+    tuned = json.loads(best_path.read_text())
+    best = tuned["models"]
     df, names, directions = _load(features_root)
+    names = [n for n in names if n in set(tuned.get("features", names))]  # the screened features
     boosters, meta = {}, {"features": [*names, *TREAT], "treatment": list(TREAT), "models": {}}
     lp = params.limit
     for model, spec in MODELS.items():
