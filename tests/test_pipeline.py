@@ -88,5 +88,8 @@ def test_explain_and_report_outputs(pipeline_root: Path):
             (pipeline_root / "experiments" / task / "explain" / "explain_metrics.json").read_text()
         )
         assert e["shap_additivity_max_err"] < 1e-3
+    credit = _metrics(pipeline_root, "credit")  # the contract's explanation keys, written by evaluate
+    assert credit["shap_additivity_max_err"] < 1e-3 and isinstance(credit["decoys_below_drivers"], bool)
+    assert "shap_truth_spearman" in credit
     kpis = json.loads((pipeline_root / "experiments" / "portfolio" / "kpis.json").read_text())
     assert kpis, "portfolio headline KPIs are empty"

@@ -9,7 +9,8 @@ dictionary, and (evaluation only) ``data/oracle/true_drivers.json``. Writes, ato
 - ``experiments/<task>/report.html``: the self-contained model report (docs/explain.md).
 
 Everything is logged to the model's MLflow run (``experiments/<task>/.mlflow_run``). ``metrics.json`` is
-owned by the evaluate stage and is not rewritten here: :func:`merge_into_metrics` is provided for the lead.
+owned by the evaluate stage and is not rewritten here: evaluate adds the contract's explanation keys itself
+with :func:`contract_metrics` (same seeded OOT sample).
 """
 
 from __future__ import annotations
@@ -267,6 +268,67 @@ def explained_model(task: str, out: Path, snapshots: pd.DataFrame) -> ExplainedM
     )
 
 
+def global_shap(
+    model: ExplainedModel, x_all: np.ndarray, rows: np.ndarray, n: int, rng: np.random.Generator, nthread: int
+) -> tuple[np.ndarray, S.ShapValues]:
+    """Exact SHAP (offset folded in) on a seeded sample of at most ``n`` of the ``rows`` (a boolean mask)."""
+    idx = np.flatnonzero(rows)
+    sample = np.sort(rng.permutation(idx)[:n]) if len(idx) > n else idx
+    return sample, model.fold_offset(
+        S.tree_shap(model.booster, x_all[sample], model.features, nthread=nthread), sample
+    )
+
+
+def faithfulness(
+    task: str, sv: S.ShapValues, dictionary: dict[str, dict], oracle: Path
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Source importance and the truth check against ``oracle/true_drivers.json`` (faithfulness.py). Candidate
+    features the model does not use (screened out in tune) take part with importance 0."""
+    truth_path = Path(oracle) / "true_drivers.json"
+    truth = F.load_truth(truth_path, task) if truth_path.exists() else None
+    known = set(truth["drivers"]) | set(truth["decoys"]) | set(truth["proxies"]) if truth else set()
+    unused = [f for f in task_features(list(dictionary.values()), task)[0] if f not in set(sv.features)]
+    src_imp = F.source_importance(
+        np.hstack([sv.values, np.zeros((len(sv.values), len(unused)), np.float32)]),
+        [*sv.features, *unused],
+        dictionary,
+        known,
+    )
+    if truth is None:
+        return src_imp, {
+            "shap_truth_spearman": float("nan"),
+            "decoys_below_drivers": False,
+            "table": [],
+            "proxies": {},
+            "note": f"{truth_path} not found",
+        }
+    return src_imp, F.truth_check(src_imp, truth)
+
+
+def contract_metrics(params: Params, task: str, features_root: Path, oracle: Path, out: Path) -> dict:
+    """The explanation keys of the task's ``metrics.json`` contract, computed by the evaluate stage on the same
+    seeded OOT sample ``cardlab explain`` uses: ``shap_additivity_max_err``, ``shap_truth_spearman``,
+    ``decoys_below_drivers``."""
+    snapshots = read_snapshots(Path(features_root), task).reset_index(drop=True)
+    model = explained_model(task, Path(out), snapshots)
+    x_all = S.as_matrix(snapshots, model.features)
+    margin_all = S.margin(model.booster, x_all, model.features) + model.offset
+    rng = np.random.default_rng(params.explain.seed)
+    oot = (snapshots["split"] == "oot").to_numpy()
+    sample, sv = global_shap(model, x_all, oot, params.explain.global_sample, rng, params.tune.nthread)
+    dictionary = {e["name"]: e for e in read_dictionary(Path(features_root))}
+    _, check = faithfulness(task, sv, dictionary, Path(oracle))
+    return _round(
+        {
+            "shap_additivity_max_err": float(np.max(np.abs(sv.margin - margin_all[sample])))
+            if len(sample)
+            else 0.0,
+            "shap_truth_spearman": check["shap_truth_spearman"],
+            "decoys_below_drivers": bool(check["decoys_below_drivers"]),
+        }
+    )
+
+
 def explain(params: Params, task: str, features_root: Path, oracle: Path, out: Path) -> dict:
     """Explain the task's model; write ``out/explain/`` and ``out/report.html``; log to the model's MLflow run.
 
@@ -298,12 +360,8 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
 
     # --- global: exact tree SHAP on a seeded OOT sample
     rng = np.random.default_rng(ep.seed)
-    oot_idx = np.flatnonzero(oot)
-    sample = (
-        np.sort(rng.permutation(oot_idx)[: ep.global_sample]) if len(oot_idx) > ep.global_sample else oot_idx
-    )
+    sample, sv = global_shap(model, x_all, oot, ep.global_sample, rng, nthread)
     x_s = x_all[sample]
-    sv = model.fold_offset(S.tree_shap(booster, x_s, features, nthread=nthread), sample)
     add_err = float(np.max(np.abs(sv.margin - margin_all[sample]))) if len(sample) else 0.0
     n_check = min(200, len(sample))
     impl_diff = (
@@ -372,30 +430,7 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
         )
 
     # --- faithfulness against the oracle's true drivers
-    truth_path = oracle / "true_drivers.json"
-    truth = F.load_truth(truth_path, task) if truth_path.exists() else None
-    known = set()
-    if truth:
-        known = set(truth["drivers"]) | set(truth["decoys"]) | set(truth["proxies"])
-    # candidate features the model does not use (screened out in tune) take part with importance 0
-    unused = [f for f in task_features(list(dictionary.values()), task)[0] if f not in set(features)]
-    src_imp = F.source_importance(
-        np.hstack([sv.values, np.zeros((len(sv.values), len(unused)), np.float32)]),
-        [*features, *unused],
-        dictionary,
-        known,
-    )
-    check = (
-        F.truth_check(src_imp, truth)
-        if truth
-        else {
-            "shap_truth_spearman": float("nan"),
-            "decoys_below_drivers": False,
-            "table": [],
-            "proxies": {},
-            "note": f"{truth_path} not found",
-        }
-    )
+    src_imp, check = faithfulness(task, sv, dictionary, oracle)
 
     # --- optional interventional SHAP against the reference population
     interventional = None
@@ -526,16 +561,6 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
 
 def _csv(df: pd.DataFrame, path: Path) -> None:
     df.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
-
-
-def merge_into_metrics(out: Path) -> dict:
-    """Merge the explain contract keys into ``out/metrics.json`` (for the lead's DVC wiring; not called here)."""
-    out = Path(out)
-    m = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
-    e = json.loads((out / "explain" / "explain_metrics.json").read_text())
-    m.update({k: e[k] for k in METRIC_KEYS if k in e})
-    write_json(dict(sorted(m.items())), out / "metrics.json")
-    return m
 
 
 def _log_to_mlflow(params: Params, task: str, out: Path, metrics: dict, context: dict) -> None:

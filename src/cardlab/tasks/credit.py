@@ -18,6 +18,7 @@ import polars as pl
 
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
 from cardlab.config import Params
+from cardlab.explain.run import contract_metrics
 from cardlab.modeling import metrics as M
 from cardlab.modeling.scorecard import fit_scorecard, scorecard_pd
 from cardlab.modeling.validation import top_gain_features, validation_pack
@@ -133,6 +134,8 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
             "booked_mean_pd_true": float(modelled["pd_true"].mean()),
         }
     )
+    # the explanation keys of the contract (the explain stage computes the same on the same sample, and more)
+    metrics.update(contract_metrics(params, TASK, features_root, oracle, out))
     metrics = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in sorted(metrics.items())}
     write_json(metrics, out / "metrics.json")
     pred_cols = ["customer_id", "snapshot_date", "split", "label", "pd", "score", "pd_scorecard"]
