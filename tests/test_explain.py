@@ -259,3 +259,16 @@ def test_an_offset_outside_the_booster_is_credited_exactly_to_its_feature():
     np.testing.assert_allclose(
         sv.values[:, 2] - raw.values[:, 2], slope * (log_line[rows] - log_line.mean()), atol=1e-6
     )
+
+
+def test_decisions_with_a_coarse_score_still_decline_about_the_target_share():
+    # a one-feature model gives a step score: 40 % of rows sit on the top value, the cutoff quantile lands on it
+    score = np.array([0.01] * 30 + [0.05] * 30 + [0.2] * 40)
+    rows = np.ones(100, bool)
+    snaps = pd.DataFrame({"approved": [True] * 100})
+    params = parse_params({})
+    mask, cut = RUN.decision_mask("credit", params, snaps, score, rows)
+    assert cut["approval_rate"] == 1.0 and mask.sum() == 0  # the bank approved everyone: nothing declined
+    params.explain.approval_rate = 0.65
+    mask, _ = RUN.decision_mask("credit", params, snaps, score, rows)
+    assert mask.sum() == 40  # strictly above the cutoff would decline nobody

@@ -83,11 +83,20 @@ def decision_mask(
                 else 0.6
             )
         cut = float(np.quantile(score[rows], share)) if rows.any() else float("nan")
-        mask = rows & (score > cut)
+        mask = _closest_share(rows, score, cut, 1.0 - share)
         return mask, {"approval_rate": share, "pd_cutoff": cut}
     share = params.churn.campaign_capacity_share if task == "churn" else ep.flag_share
     cut = float(np.quantile(score[rows], 1.0 - share)) if rows.any() else float("nan")
-    return rows & (score > cut), {"flag_share": share, "score_cutoff": cut}
+    return _closest_share(rows, score, cut, share), {"flag_share": share, "score_cutoff": cut}
+
+
+def _closest_share(rows: np.ndarray, score: np.ndarray, cut: float, target: float) -> np.ndarray:
+    """Rows scored above ``cut`` — or at or above it, when that is closer to the ``target`` share: a coarse
+    score (a model on one or two features) puts many rows on the cutoff value itself, and "strictly above"
+    could then decline nobody."""
+    gt, ge = rows & (score > cut), rows & (score >= cut)
+    n = max(int(rows.sum()), 1)
+    return ge if abs(ge.sum() / n - target) < abs(gt.sum() / n - target) else gt
 
 
 def fairness_table(
