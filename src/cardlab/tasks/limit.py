@@ -609,12 +609,11 @@ def _pick(mat: np.ndarray, choice: np.ndarray) -> np.ndarray:
     return mat[np.arange(len(choice)), choice]
 
 
-def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> dict:
-    """Optimise the OOT decisions, grade every policy with the oracle, OPE from logged data, write outputs."""
-    lp = params.limit
-    out = Path(out)
-    models, meta = load_models(out)
-    df_all, _, _ = _load(features_root)
+def oot_decisions(
+    df_all: pd.DataFrame, params: Params
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The OOT decisions and their options: (rows, lines, options on the grid, logged option index, in arrears,
+    options allowed — no increase for an account in arrears)."""
     df = df_all[df_all["split"] == "oot"].reset_index(drop=True)
     if df.empty:
         raise ValueError("limit: the OOT split has no decisions")
@@ -623,6 +622,16 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
     arrears = in_arrears(df)
     before = df["line_before_fen"].astype("float64").fillna(np.inf).to_numpy()[:, None] / 100.0
     allowed = base_allowed & ~(arrears[:, None] & (lines > before + 1e-9))
+    return df, lines, base_allowed, legacy, arrears, allowed
+
+
+def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> dict:
+    """Optimise the OOT decisions, grade every policy with the oracle, OPE from logged data, write outputs."""
+    lp = params.limit
+    out = Path(out)
+    models, meta = load_models(out)
+    df_all, _, _ = _load(features_root)
+    df, lines, base_allowed, legacy, arrears, allowed = oot_decisions(df_all, params)
 
     resp = predict_responses(models, meta, df, lines)
     profit_hat, loss_hat = profit_and_loss(resp["spend"], resp["revolve"], resp["default"], lines, params)
@@ -895,12 +904,7 @@ def feature_ceiling(
     """
     lp = params.limit
     df_all, names, _ = _load(features_root)
-    df = df_all[df_all["split"] == "oot"].reset_index(drop=True)
-    lines, base_allowed = line_options(df, params)
-    legacy = logged_choice(df, lines, base_allowed)
-    arrears = in_arrears(df)
-    before = df["line_before_fen"].astype("float64").fillna(np.inf).to_numpy()[:, None] / 100.0
-    allowed = base_allowed & ~(arrears[:, None] & (lines > before + 1e-9))
+    df, lines, base_allowed, legacy, arrears, allowed = oot_decisions(df_all, params)
     truth = read_potential(oracle, df, lines, base_allowed)
     n, k = lines.shape
     feats = [*names, *TREAT]
