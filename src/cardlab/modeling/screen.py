@@ -1,15 +1,15 @@
 """Feature screening against shadow features: the Boruta idea (Kursa & Rudnicki 2010), one fit per repeat.
 
-Each repeat appends a *shadow* of every candidate feature — its column with the rows permuted (seeded) — so a
-shadow keeps the feature's distribution and missing values but has no link to the label. One booster with fixed
+Each repeat appends a *shadow* of every candidate feature — its column permuted (seeded) — so a shadow keeps
+the feature's distribution and missing values but has no link to the label. One booster with fixed
 moderate parameters (the same monotone constraint on a feature and its shadow) is fit on the train split; a
 feature passes the repeat when its total split gain is above the largest total gain of any shadow, i.e. above
 what the best pure-noise column earns by chance. Features passing at least ``screen_min_pass`` of the repeats
 are kept (default: every repeat — a noise column that happens to be associated with the label in the training
 sample beats the best shadow about half the time, and on dev so does a real driver whose signal another column
-already carries; both are dropped). Snapshot
-panels repeat a customer over months, so a feature constant per customer (the profile) is shadowed by
-permuting customers, not rows (a row-permuted copy cannot memorise customers the way a profile column can).
+already carries; both are dropped). Snapshot panels repeat a customer over months, so a feature constant
+per customer (the profile) is shadowed by permuting customers, not rows (a row-permuted copy cannot memorise
+customers the way a profile column can).
 
 Why: with a few hundred bads a booster spends a few splits on noise, and an explanation then ranks pure-noise
 columns above weak real drivers (docs/explain.md). Dropping every feature that cannot beat its own noise copy
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import xgboost as xgb
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cardlab.config import TuneParams
 from cardlab.modeling.xgb import SEED, TaskData
@@ -67,27 +68,41 @@ def shadow_screen(
     _, gidx = np.unique(groups, return_inverse=True)
     per_customer = _constant_within(x, gidx)
     passes = np.zeros(len(candidates))
-    for r in range(tune.screen_repeats):
-        rng = np.random.default_rng([seed, r])
-        shadow = np.empty_like(x)
-        perm_groups = rng.permutation(gidx.max() + 1 if len(gidx) else 0)
-        for j in range(x.shape[1]):
-            if per_customer[j]:
-                first = np.full(perm_groups.size, np.nan, np.float32)
-                first[gidx[::-1]] = x[::-1, j]  # one value per customer
-                shadow[:, j] = first[perm_groups[gidx]]
-            else:
-                shadow[:, j] = x[rng.permutation(len(x)), j]
-        dm = xgb.DMatrix(np.hstack([x, shadow]), label=y, feature_names=names, nthread=tune.nthread)
-        booster = xgb.train(params, dm, num_boost_round=tune.screen_rounds)
-        gain = booster.get_score(importance_type="total_gain")
-        bar = max((gain.get(SHADOW + f, 0.0) for f in candidates), default=0.0)
-        passes += np.array([gain.get(f, 0.0) > bar for f in candidates])
+    with Progress(
+        TextColumn(f"[bold]screen {len(candidates)} features"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as progress:
+        bar = progress.add_task("repeats", total=tune.screen_repeats)
+        for r in range(tune.screen_repeats):
+            passes += _one_repeat(x, y, gidx, per_customer, names, params, tune, [seed, r])
+            progress.advance(bar)
     rate = dict(zip(candidates, (passes / tune.screen_repeats).round(6).tolist(), strict=True))
     kept = {f for f, p in rate.items() if p >= tune.screen_min_pass - 1e-9} | set(keep_always)
     if not kept - set(keep_always) and candidates:  # nothing beats noise: keep the strongest candidate
         kept.add(max(candidates, key=lambda f: (rate[f], f)))
     return [f for f in feats if f in kept], rate
+
+
+def _one_repeat(x, y, gidx, per_customer, names, params, tune: TuneParams, seed: list[int]) -> np.ndarray:
+    """One repeat: fit on the features plus fresh shadows; 1 where a feature's gain beats every shadow's."""
+    rng = np.random.default_rng(seed)
+    shadow = np.empty_like(x)
+    perm_groups = rng.permutation(gidx.max() + 1 if len(gidx) else 0)
+    for j in range(x.shape[1]):
+        if per_customer[j]:
+            first = np.full(perm_groups.size, np.nan, np.float32)
+            first[gidx[::-1]] = x[::-1, j]  # one value per customer
+            shadow[:, j] = first[perm_groups[gidx]]
+        else:
+            shadow[:, j] = x[rng.permutation(len(x)), j]
+    dm = xgb.DMatrix(np.hstack([x, shadow]), label=y, feature_names=names, nthread=tune.nthread)
+    gain = xgb.train(params, dm, num_boost_round=tune.screen_rounds).get_score(importance_type="total_gain")
+    n = x.shape[1]
+    bar = max((gain.get(f, 0.0) for f in names[n:]), default=0.0)
+    return np.array([gain.get(f, 0.0) > bar for f in names[:n]], dtype=float)
 
 
 def _constant_within(x: np.ndarray, gidx: np.ndarray) -> np.ndarray:
