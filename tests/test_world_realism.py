@@ -106,6 +106,70 @@ def test_limit_potential_has_one_chosen_option_per_decision(world):
     assert len(per.filter(pl.col("kind") == "review")) == len(lc)
 
 
+
+def _decision_month(col: str) -> pl.Expr:
+    """0-based world month of a date column (the ci world starts in January 2023)."""
+    return (pl.col(col).dt.year() - 2023) * 12 + pl.col(col).dt.month() - 1
+
+
+def test_limit_replay_reproduces_the_factual_default_of_the_chosen_line(world):
+    """default_12m of the chosen option is the factual outcome (common random numbers): 90+ DPD on a
+    statement within the 12 months after the decision month, wherever the factual path held that line for
+    the onset window (no later line change) and no retention offer changed the churn hazard."""
+    params = SimulateParams()
+    assert params.start_month == date(2023, 1, 1)
+    M_ = params.size.months
+    lp = (
+        pl.read_parquet(str(world / "oracle/limit_potential/*.parquet"))
+        .filter("chosen", pl.col("default_12m").is_not_null())
+        .with_columns(_decision_month("decision_date").alias("m"))
+        .filter(pl.col("m") + 12 <= M_ - 1)
+    )
+    st = pl.read_parquet(str(world / "raw/statements/*.parquet")).with_columns(
+        _decision_month("statement_month").alias("t")
+    )
+    bad = (
+        lp.select("customer_id", "decision_date", "m")
+        .join(st.select("customer_id", "t", "dpd"), on="customer_id")
+        .filter((pl.col("t") > pl.col("m")) & (pl.col("t") <= pl.col("m") + 12))
+        .group_by("customer_id", "decision_date")
+        .agg((pl.col("dpd") >= 90).any().alias("factual"))
+    )
+    lc = pl.read_parquet(str(world / "raw/limit_changes/*.parquet")).with_columns(
+        _decision_month("review_date").alias("t")
+    )
+    moved = (
+        lp.select("customer_id", "decision_date", "m")
+        .join(lc.filter(pl.col("new_limit") != pl.col("old_limit")), on="customer_id")
+        .filter((pl.col("t") > pl.col("m")) & (pl.col("t") < pl.col("m") + 9))
+        .select("customer_id", "decision_date")
+    )
+    offers = pl.read_parquet(str(world / "raw/retention_offers/*.parquet")).filter("treated")
+    offered = offers.select("customer_id").unique()
+    j = (
+        lp.join(bad, on=["customer_id", "decision_date"], how="left")
+        .with_columns(pl.col("factual").fill_null(False))
+        .join(moved, on=["customer_id", "decision_date"], how="anti")
+        .join(offered, on="customer_id", how="anti")
+    )
+    assert len(j) > 500 and j["factual"].sum() > 30
+    differ = j.filter(pl.col("default_12m") != pl.col("factual"))
+    assert differ.is_empty(), differ.head()
+
+
+def test_limit_replay_never_turns_a_default_into_a_cure_at_a_higher_line(world):
+    """With the same uniforms, a higher line raises every month's default hazard and leaves the churn path
+    alone, so the realised onset comes no later: default_12m is non-decreasing in the option line."""
+    lp = pl.read_parquet(str(world / "oracle/limit_potential/*.parquet")).filter(
+        pl.col("default_12m").is_not_null()
+    )
+    steps = lp.sort("customer_id", "decision_date", "option_line").with_columns(
+        pl.col("default_12m").cast(pl.Int8).diff().over("customer_id", "decision_date", "kind").alias("step")
+    )
+    assert (steps["step"].drop_nulls() >= 0).all()
+    # and the lines do matter: some decision defaults at its highest option only
+    assert (steps["step"] == 1).sum() > 0
+
 # ---------------------------------------------------------------------------------------------------------
 # churn oracle: p_label_3m = P(churn label | account state)
 # ---------------------------------------------------------------------------------------------------------

@@ -405,23 +405,14 @@ def compute_task_frames(
     steps.step("assemble")
 
     frames = {"credit": credit_f, "limit": limit_f, "churn": churn_f}
+
+    def customer_features(task: str) -> list[str]:
+        return [s.name for s in (*ccat.specs, *scat.specs) if task in s.tasks]
+
     feats = {
-        "credit": [
-            *(s.name for s in ccat.specs),
-            *(s.name for s in scat.specs),
-            "app_legacy_score",
-            "app_partner_bank_code",
-        ],
-        "limit": [
-            *(s.name for s in ccat.specs),
-            *(s.name for s in scat.specs),
-            *(s.name for s in acat.specs),
-        ],
-        "churn": [
-            *(s.name for s in ccat.specs),
-            *(s.name for s in scat.specs),
-            *(s.name for s in acat.specs),
-        ],
+        "credit": [*customer_features("credit"), "app_legacy_score", "app_partner_bank_code"],
+        "limit": [*customer_features("limit"), *(s.name for s in acat.specs)],
+        "churn": [*customer_features("churn"), *(s.name for s in acat.specs)],
     }
     specs: list[FeatureSpec] = [*ccat.specs, *scat.specs]
     for task in ("limit", "churn"):

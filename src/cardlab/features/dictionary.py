@@ -62,15 +62,19 @@ class Catalog:
         en: str,
         zh: str,
         direction: dict[str, int] | None = None,
+        tasks: tuple[str, ...] | None = None,
     ) -> None:
+        """``tasks``: a subset of the catalog's tasks when the feature means nothing for the others (e.g.
+        card-page visits at a credit application, before there is a card)."""
+        tasks = tuple(t for t in self.tasks if t in (tasks or self.tasks))
         d = {t: 0 for t in TASKS}
         d.update(direction or {})
-        d = {t: v for t, v in d.items() if t in self.tasks}
+        d = {t: v for t, v in d.items() if t in tasks}
         # float32: what XGBoost uses internally, and half the memory of float64
         self.items.append(
             (
                 expr.cast(pl.Float32).alias(name),
-                FeatureSpec(name, family, window, definition, d, en, zh, self.tasks),
+                FeatureSpec(name, family, window, definition, d, en, zh, tasks),
             )
         )
 

@@ -109,12 +109,17 @@ def sessions_family(sessions: pl.LazyFrame, cal: WorldCalendar) -> Family:
             s("mini_program_sessions").sum().alias("mini"),
             total.sum().alias("total"),
             s("clicks").sum().alias("clicks"),
+            s("card_page_visits").sum().alias("card"),
             pl.col("month").dt.month_end().max().alias(LAST_DATE),
         )
         .with_columns(total_m=pl.col("total") * pl.col(MONTH_COL).cast(pl.Float64))
     )
     return Family(
-        "ses", "customer_id", monthly, ("app", "web", "mini", "total", "clicks", "total_m"), ("total",)
+        "ses",
+        "customer_id",
+        monthly,
+        ("app", "web", "mini", "total", "clicks", "card", "total_m"),
+        ("total",),
     )
 
 
@@ -364,6 +369,17 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             definition="clicks / sessions",
             en="browsing depth",
             zh="每次访问的点击深度",
+        )
+        cat.add(
+            f"ses_card_visits_per_month_{w}m",
+            safe_div(col("ses", "card", w), months),
+            family="platform_engagement",
+            window=w,
+            definition="visits to the card's page in the app (bill, points) per month",
+            en="attention to the card in the app",
+            zh="App内信用卡页面月均访问次数",
+            direction=dirs(churn=-1),
+            tasks=ACCOUNT,
         )
         if w >= 6:
             cat.add(

@@ -29,6 +29,7 @@ from cardlab.world.traits import Traits
 INVITE_CHANNELS = np.array(["app_push", "sms", "checkout_banner", "live_stream"])
 PAYMENT_TYPES = np.array(["none_due", "full", "minimum", "partial", "missed"])
 HORIZON = 12
+CARD_OPEN, CARD_SILENT, CARD_DISTRESSED = 1, 2, 3  # CardWorld.card_state codes (0: no open card)
 CHARGE_OFF_DPD = 180  # a card is charged off (closed) at this DPD: 6 statements after distress onset
 
 
@@ -38,7 +39,12 @@ class CardWorld:
 
     raw: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     oracle: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    card_usable: np.ndarray | None = None  # (n, months) bool: an activated, open, spendable card
+    # (n, months) int64: the statement's purchases_platform of each customer-month (0 without a statement);
+    # the card-paid orders of that month sum to it (ecommerce.card_orders)
+    platform_spend: np.ndarray | None = None
+    # (n, months) int8 at the end of each month: 0 no open card, 1 open, 2 open but silent (lapsed),
+    # 3 in distress (onset this month or before, not yet charged off)
+    card_state: np.ndarray | None = None
     activation_day: np.ndarray | None = None  # (n,) activation date (days since epoch), -1 when never
 
 
@@ -89,6 +95,10 @@ class _Shard:
     treat_until: np.ndarray
     offer_on: np.ndarray  # (n, months + horizon + 1) a retention offer is in effect
     line_path: np.ndarray  # (n, months + horizon + 1) the line held in each month
+    # (n, months) uniforms of the hazard processes, shared by the factual path and the oracle's replays
+    u_default: np.ndarray
+    u_churn: np.ndarray
+    u_lapsed_close: np.ndarray
 
     @property
     def eco(self):
@@ -228,7 +238,9 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
     act_hist = np.zeros((n, 3), bool)
     treat_mult = np.ones(n)
     treat_until = np.full(n, -1, np.int64)
-    usable = np.zeros((n, M), bool)
+    platform_spend = np.zeros((n, M), np.int64)
+    card_state = np.zeros((n, M), np.int8)
+    card_state[b[open_month[b] < M], open_month[b][open_month[b] < M]] = CARD_OPEN
     platform_share = 0.25 + 0.4 * expit(T.engagement)
     redeem_rate = 0.5 * expit(-1 + T.reward_sensitivity)
     offer_lift = bh.offer_activity_lift(T.reward_sensitivity, T.retention_response)
@@ -263,6 +275,9 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         treat_until=treat_until,
         offer_on=offer_on,
         line_path=line_path,
+        u_default=u_default,
+        u_churn=u_churn,
+        u_lapsed_close=u_lapsed_close,
     )
     _booking_potential(s, b, a_date[approved], a_month[approved], line[approved], activation=T.p_activate[b])
 
@@ -383,7 +398,8 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
             payment_type=PAYMENT_TYPES[ptype],
             _months_on_book=mob,
         )
-        usable[idx[can_spend & ~lap & activated], m] = True
+        platform_spend[idx, m] = p_plat
+        card_state[idx, m] = np.select([onset[idx] >= 0, lap], [CARD_DISTRESSED, CARD_SILENT], CARD_OPEN)
 
         B[idx], due_prev[idx], dpd[idx] = closing, min_due, dpd_new
         prev_missed[idx] = due > P
@@ -436,7 +452,8 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         out.add("retention_truth_y", y0=ys[0], y1=ys[1])
 
     world = CardWorld()
-    world.card_usable = usable
+    world.platform_spend = platform_spend
+    world.card_state = card_state
     world.activation_day = activation_date
     cb = b
     world.raw["cards"] = {
@@ -519,6 +536,7 @@ def _economics(
     rewards = spend_12 * (eco.reward_rate + eco.platform_reward_bonus * plat)
     funding = (rev + spend).sum(1) * eco.funding_rate_annual / 12
     pd = oracle.pd_12m(h, q, start_active)
+    default = _replay_default(s, pos, months, h, q, start_active)
     ead = bh.DRAWDOWN_SHARE * line
     loss = pd * eco.lgd * ead
     profit = interchange + interest + fees - funding - rewards - loss
@@ -538,10 +556,30 @@ def _economics(
         exp_funding_cost=funding,
         exp_rewards=rewards,
         pd_12m=pd,
+        default_12m=default,
         exp_ead=ead,
         exp_loss=loss,
         exp_profit=profit,
     )
+
+
+def _replay_default(s: _Shard, pos, months, h, q, start_active) -> np.ndarray:
+    """Realised 90+ DPD within 12 statements (distress onset in the first PD_ONSET_WINDOW months after month
+    ``months``) under the option's hazards ``h``/``q``, replayed with the factual uniforms (oracle.replay_onset):
+    1.0/0.0, NaN where the onset window runs past the simulated months."""
+    W = bh.PD_ONSET_WINDOW
+    M = s.u_default.shape[1]
+    cols = np.minimum(months[:, None] + 1 + np.arange(W)[None, :], M - 1)
+    rows = pos[:, None]
+    onset = oracle.replay_onset(
+        h[:, :W],
+        q[:, :W],
+        s.u_default[rows, cols],
+        s.u_churn[rows, cols],
+        s.u_lapsed_close[rows, cols],
+        start_active,
+    )
+    return np.where(months + W < M, onset.astype(np.float64), np.nan)
 
 
 def _booking_potential(s: _Shard, b, dates, months, chosen_line, activation):
@@ -616,6 +654,7 @@ def _review(s: _Shard, pos, m, in_arrears):
         )
         rows = out.parts["limit_potential"][-1]
         rows["pd_12m"] = np.where(already, 1.0, rows["pd_12m"])
+        rows["default_12m"] = np.where(already, 1.0, rows["default_12m"])
         rows["exp_loss"] = rows["pd_12m"] * eco.lgd * rows["exp_ead"]
         rows["exp_profit"] = (
             rows["exp_interchange"]

@@ -45,6 +45,37 @@ def pd_12m(h: np.ndarray, q: np.ndarray, start_active: np.ndarray) -> np.ndarray
     return pd_onset(h[:, :PD_ONSET_WINDOW], q[:, :PD_ONSET_WINDOW], start_active)
 
 
+def replay_onset(
+    h: np.ndarray,
+    q: np.ndarray,
+    u_default: np.ndarray,
+    u_churn: np.ndarray,
+    u_lapsed_close: np.ndarray,
+    start_active: np.ndarray,
+) -> np.ndarray:
+    """Realised counterpart of :func:`pd_onset`: replays the same two-state process with the factual path's
+    uniforms (common random numbers; all k x T like ``h``), so that a different line changes the outcome only
+    through its hazards. True where distress starts within the horizon columns before a voluntary closure.
+    Event order as in the monthly loop (card.py): onset if u_default < h; then an active healthy account has a
+    churn event if u_churn < q (a closure if u_churn < q * CLOSE_SHARE, else it goes silent); a silent one
+    closes if u_lapsed_close < LAPSED_CLOSE_HAZARD."""
+    k = h.shape[0]
+    open_ = np.ones(k, bool)
+    silent = ~start_active.astype(bool)
+    onset = np.zeros(k, bool)
+    for t in range(h.shape[1]):
+        now = open_ & (u_default[:, t] < h[:, t])
+        onset |= now
+        open_ &= ~now
+        event = open_ & ~silent & (u_churn[:, t] < q[:, t])
+        close = (event & (u_churn[:, t] < q[:, t] * CLOSE_SHARE)) | (
+            open_ & silent & (u_lapsed_close[:, t] < LAPSED_CLOSE_HAZARD)
+        )
+        silent |= event & ~close
+        open_ &= ~close
+    return onset
+
+
 def churn_window(h: np.ndarray, q: np.ndarray, first: int) -> np.ndarray:
     """Probability that an active, not distressed account has its first churn event in horizon months
     ``first .. T-1`` (0-based columns of ``h``/``q``, k x T)."""

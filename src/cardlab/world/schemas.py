@@ -56,6 +56,7 @@ RAW: dict[str, list[tuple]] = {
         ("web_sessions", I32, False),
         ("mini_program_sessions", I32, False),
         ("clicks", I32, False),
+        ("card_page_visits", I32, False),
     ],
     "bnpl_plans": [
         ("plan_id", I64, False),
@@ -178,6 +179,7 @@ ORACLE: dict[str, list[tuple]] = {
         ("exp_funding_cost", F64, False),
         ("exp_rewards", F64, False),
         ("pd_12m", F64, False),
+        ("default_12m", BOOL, N),
         ("exp_ead", F64, False),
         ("exp_loss", F64, False),
         ("exp_profit", F64, False),
@@ -233,6 +235,8 @@ def _array(values: np.ndarray, typ: pyarrow.DataType, nullable: bool) -> pyarrow
             mask = values < 0
         if typ == I64 and values.dtype.kind == "f":
             values = np.nan_to_num(values, nan=-1).astype(np.int64)
+        if typ == BOOL and values.dtype.kind == "f":
+            values = values > 0
     if typ == DATE:
         return pyarrow.array(values.astype(np.int32), type=pyarrow.int32(), mask=mask).cast(DATE)
     if typ == STR:
@@ -293,6 +297,7 @@ _NONNEG = {
     "web_sessions",
     "mini_program_sessions",
     "clicks",
+    "card_page_visits",
 }
 _ISIN = {
     ("customers", "city_tier"): [1, 2, 3, 4, 5],

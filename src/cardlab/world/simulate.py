@@ -51,7 +51,9 @@ def simulate_shard(params: SimulateParams, shard: int, n: int, tmp: Path) -> dic
         params.n_decoys,
     )
     cards = simulate_cards(pop, params, shard)
-    shop = simulate_ecommerce(pop, params, shard, cards.card_usable, cards.activation_day)
+    shop = simulate_ecommerce(
+        pop, params, shard, cards.platform_spend, cards.activation_day, cards.card_state
+    )
     raw = {"customers": pop.columns, **shop, **cards.raw}
     oracle = dict(cards.oracle)
     oracle["traits"] = {"customer_id": pop.columns["customer_id"], **pop.traits.columns()}

@@ -25,6 +25,7 @@ class Stream(IntEnum):
     DEFAULT = 9
     LIMITS = 10
     PAYMENTS = 11
+    CARD_ORDERS = 12
 
 
 def rng_for(seed: int, stream: Stream, shard: int) -> np.random.Generator:
