@@ -32,6 +32,16 @@ KNOWN = {
         "平台信用分",
         dirs(credit=-1, limit=-1),
     ),
+    "bureau_revolving_fen": (
+        "revolving balance on the customer's other credit cards, from the bureau (fen; null when thin file)",
+        "征信报告：他行信用卡循环余额",
+        dirs(),
+    ),
+    "bureau_card_utilisation": (
+        "utilisation of the customer's other credit cards, from the bureau (0-1; null when thin file)",
+        "征信报告：他行信用卡使用率",
+        dirs(credit=1),
+    ),
     "device_price_band": (
         "price band of the customer's phone (proxy of purchase power)",
         "手机价格档位（代理变量）",

@@ -24,6 +24,9 @@ DEFAULT_DRIVERS = {
     "occupation": "risk",
     "education": "risk",
     "purchase_power": "risk",
+    # measures the borrowing factor, which sets mpb (a larger line raises the default hazard through it) and is
+    # correlated with risk; strength, like every default driver's, is measured against risk
+    "bureau_card_utilisation": "risk",
 }
 CHURN_DRIVERS = {
     "membership_level": "engagement",

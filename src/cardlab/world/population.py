@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, ndtr
 
 from cardlab.world.calendar import EPOCH
 from cardlab.world.traits import Traits, draw_traits
@@ -160,4 +160,13 @@ def draw_population(
         traits.risk + rng.standard_normal(n) / a
     )  # not re-standardised: a new user's score is mostly noise
     cols["platform_credit_score"] = np.clip(np.round(650 - 60 * m_plat), 300, 900).astype(np.int16)
+    # the bureau's record of the customer's *other* credit cards (null without a bureau file), drawn after
+    # everything else: the revolving balance carried there (a revolver's need, log-normal noise 0.5/snr; 0 for
+    # a transactor) and the utilisation of those cards (a noisy measurement of the borrowing factor behind the
+    # revolver type and the marginal propensity to borrow). What a bank pulls from the bureau for line setting.
+    sigma = 0.5 / snr
+    revolving = np.round(traits.debt_need_fen * np.exp(sigma * rng.standard_normal(n) - sigma * sigma / 2))
+    cols["bureau_revolving_fen"] = np.where(thin, np.nan, revolving)
+    util = np.round(ndtr(measure(rng, traits.borrow_z, snr)), 3)
+    cols["bureau_card_utilisation"] = np.where(thin, np.nan, util)
     return Population(columns=cols, traits=traits)

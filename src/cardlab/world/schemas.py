@@ -37,6 +37,8 @@ RAW: dict[str, list[tuple]] = {
         ("partner_bank", STR, False),
         ("device_price_band", I8, False),
         ("platform_credit_score", I16, False),
+        ("bureau_revolving_fen", I64, N),
+        ("bureau_card_utilisation", F64, N),
     ],
     "orders": [
         ("order_id", I64, False),
@@ -298,6 +300,7 @@ _NONNEG = {
     "mini_program_sessions",
     "clicks",
     "card_page_visits",
+    "bureau_revolving_fen",
 }
 _ISIN = {
     ("customers", "city_tier"): [1, 2, 3, 4, 5],
@@ -311,7 +314,7 @@ _ISIN = {
     ("retention_offers", "arm"): ["control", "random", "targeted"],
     ("churn_true", "state"): ["active", "silent", "distressed"],
 }
-_PROB = {"limit_propensity", "propensity", "p_churn_3m", "p_label_3m"}
+_PROB = {"limit_propensity", "propensity", "p_churn_3m", "p_label_3m", "bureau_card_utilisation"}
 
 
 def raw_schema(table: str, n_decoys: int = 0) -> pa.DataFrameSchema:

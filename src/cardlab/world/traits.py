@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.special import expit, ndtr
+from scipy.special import expit, ndtr, ndtri
 
 # factor order of the correlation matrix
 FACTORS = ("risk", "income_vol", "capacity", "engagement", "reward_sens", "borrow", "churn", "retention")
@@ -30,6 +30,8 @@ CORR = np.array(
 TIER_RISK_SHIFT = {1: -0.40, 2: -0.20, 3: 0.0, 4: 0.20, 5: 0.40}  # added to the risk factor (sd units)
 CAPACITY_MEDIAN_FEN = 300_000  # median desired monthly card spend, fen (3,000 yuan)
 CAPACITY_LOG_SD = 0.65
+# mpb = MPB_MAX * ndtr(MPB_SLOPE * borrow - MPB_SHIFT) ** MPB_POWER: riskiest ~0.6, safest ~0
+MPB_MAX, MPB_SLOPE, MPB_SHIFT, MPB_POWER = 0.75, 1.8, 0.3, 1.2
 RISK_DISPERSION = 1.0  # scale of the risk factor inside the default hazard (tuned for oracle AUC ~0.8)
 
 
@@ -56,6 +58,12 @@ class Traits:
         """Spending capacity on the standard-normal scale."""
         return np.log(self.spend_capacity_fen / CAPACITY_MEDIAN_FEN) / CAPACITY_LOG_SD
 
+    @property
+    def borrow_z(self) -> np.ndarray:
+        """The standard-normal borrowing factor behind ``mpb`` and the revolver type (inverse of the mpb map)."""
+        q = np.clip((self.mpb / MPB_MAX) ** (1.0 / MPB_POWER), 1e-12, 1.0 - 1e-12)
+        return (ndtri(q) + MPB_SHIFT) / MPB_SLOPE
+
     def columns(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -68,7 +76,7 @@ def draw_traits(rng: np.random.Generator, city_tier: np.ndarray, age: np.ndarray
     risk = RISK_DISPERSION * (z[:, 0] + shift - 0.012 * (age - 32))
     capacity = np.round(np.exp(np.log(CAPACITY_MEDIAN_FEN) + CAPACITY_LOG_SD * z[:, 2])).astype(np.int64)
     # Agarwal et al. (2018): riskiest borrow ~0.6 of extra limit, safest ~0
-    mpb = 0.75 * ndtr(1.8 * z[:, 5] - 0.3) ** 1.2
+    mpb = MPB_MAX * ndtr(MPB_SLOPE * z[:, 5] - MPB_SHIFT) ** MPB_POWER
     revolver = rng.random(n) < expit(0.25 + 1.9 * z[:, 5])
     # fixed revolving need of revolvers (fen): about 8 months of capacity, independent of the line
     debt_need = np.where(revolver, 8.0 * capacity * np.exp(0.5 * rng.standard_normal(n) - 0.125), 0.0)
