@@ -106,7 +106,6 @@ def test_limit_potential_has_one_chosen_option_per_decision(world):
     assert len(per.filter(pl.col("kind") == "review")) == len(lc)
 
 
-
 def _decision_month(col: str) -> pl.Expr:
     """0-based world month of a date column (the ci world starts in January 2023)."""
     return (pl.col(col).dt.year() - 2023) * 12 + pl.col(col).dt.month() - 1
@@ -169,6 +168,7 @@ def test_limit_replay_never_turns_a_default_into_a_cure_at_a_higher_line(world):
     assert (steps["step"].drop_nulls() >= 0).all()
     # and the lines do matter: some decision defaults at its highest option only
     assert (steps["step"] == 1).sum() > 0
+
 
 # ---------------------------------------------------------------------------------------------------------
 # churn oracle: p_label_3m = P(churn label | account state)
