@@ -292,6 +292,21 @@ def test_silent_cardholders_stop_visiting_the_card_page(world):
     assert 0.5 * CARD_VISITS_SILENT < ratio < 2 * CARD_VISITS_SILENT, rate
 
 
+def test_bureau_other_card_record_reads_the_borrowing_traits(world):
+    """customers.bureau_revolving_fen / bureau_card_utilisation: null exactly without a bureau file; the
+    revolving balance is 0 for transactors and positive for revolvers; the utilisation rises with mpb."""
+    cust = read(world, "customers")
+    traits = pl.read_parquet(world / "oracle" / "traits").select("customer_id", "revolver", "mpb")
+    j = cust.join(traits, on="customer_id")
+    for c in ("bureau_revolving_fen", "bureau_card_utilisation"):
+        assert (j[c].is_null() == j["thin_file"]).all(), c
+    rec = j.filter(~pl.col("thin_file"))
+    assert ((rec["bureau_revolving_fen"] > 0) == rec["revolver"]).all()
+    assert rec["bureau_card_utilisation"].is_between(0, 1).all()
+    rho = rec.select(pl.corr("bureau_card_utilisation", "mpb", method="spearman")).item()
+    assert 0.4 < rho < 0.95, rho  # a noisy measurement at snr 1: informative, not the trait itself
+
+
 def test_cardholders_in_distress_stop_repaying_bnpl(world):
     """A cardholder in distress misses BNPL instalments with probability 0.95 (ecommerce.py), so after a
     charge-off nearly every BNPL month with something owed is a miss, against a few percent overall."""
