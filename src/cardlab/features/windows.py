@@ -14,6 +14,7 @@ each snapshot. Memory is O(snapshots x base columns), never O(entities x months 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -44,7 +45,8 @@ class Family:
 
 
 def cumulate(fam: Family) -> pl.DataFrame:
-    """Per-entity cumulative base columns, last-positive months and latest event date, sorted by (key, m).
+    """Per-entity cumulative base columns, last-positive months and latest event date, sorted by (key, m);
+    sparse families also get the running row count and month sums ``_n``, ``_sm``, ``_sm2``.
 
     Running sums restart per entity (``over``): a global running sum minus an offset would be cheaper, but
     then an entity's float values would depend on other entities' rows (rounding), and appending events for
@@ -64,24 +66,31 @@ def cumulate(fam: Family) -> pl.DataFrame:
         return e.cum_sum().over(fam.key)
 
     vals = [pl.col(c).fill_null(0).cast(pl.Float64).alias(c) for c in fam.base]
-    vals += [
-        pl.lit(1.0).alias("_n"),
-        m.cast(pl.Float64).alias("_sm"),
-        (m.cast(pl.Float64) ** 2).alias("_sm2"),
-    ]
+    helpers: tuple[str, ...] = ()
+    if not fam.dense:  # a dense family's month counts and sums follow from t alone (see _window_exprs)
+        helpers = ("_n", "_sm", "_sm2")
+        vals += [
+            pl.lit(1.0).alias("_n"),
+            m.cast(pl.Float64).alias("_sm"),
+            (m.cast(pl.Float64) ** 2).alias("_sm2"),
+        ]
     monthly = monthly.with_columns(vals)
-    cols = [running(pl.col(c)).alias(c) for c in (*fam.base, "_n", "_sm", "_sm2")]
+    cols = [running(pl.col(c)).alias(c) for c in (*fam.base, *helpers)]
     for c in fam.recency:
         # last month with a positive value, not carried across entities
         # (-1 marks an entity's first row without one, so the forward fill never crosses entities)
         marked = pl.when(pl.col(c) > 0).then(m).when(first).then(pl.lit(-1)).otherwise(None)
         lastpos = marked.forward_fill()
         cols.append(pl.when(lastpos >= 0).then(lastpos).otherwise(None).alias(f"_lastpos_{c}"))
-    # latest event date so far (per entity): a running max that restarts at each entity's first row
-    seg = first.cast(pl.UInt32).cum_sum().alias("_seg")
-    monthly = monthly.with_columns(seg)
-    cols.append(pl.col(LAST_DATE).cum_max().over("_seg"))
-    return monthly.with_columns(cols).drop("_seg").with_columns(pl.col(MONTH_COL).cast(pl.Int32))
+    # latest event date so far (per entity): a running max that restarts at each entity's first row - no
+    # work when the dates never fall within an entity (each month's latest date lies in that month)
+    rising = (
+        monthly[LAST_DATE].null_count() == 0
+        and monthly.select(((pl.col(LAST_DATE).diff() >= 0) | first).all()).item() is True
+    )
+    if not rising:
+        cols.append(pl.col(LAST_DATE).cum_max().over(first.cast(pl.UInt32).cum_sum()))
+    return monthly.with_columns(cols).with_columns(pl.col(MONTH_COL).cast(pl.Int32))
 
 
 def window_sums(fam: Family, snaps: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
@@ -90,29 +99,33 @@ def window_sums(fam: Family, snaps: pl.LazyFrame, windows: list[int]) -> pl.Lazy
     Output columns per window ``w``: ``{fam.name}__{base}__{w}`` (sum over months t-w..t-1), ``{fam.name}__n__{w}``
     (rows / months counted), ``__sm``/``__sm2`` helpers for slopes; plus ``{fam.name}__lastpos__{c}`` and
     ``{fam.name}__last_event_date`` as of month t-1.
+
+    The as-of row positions are found eagerly (one binary search per probe month); the output columns are
+    lazy gathers from the cumulative table, so a query that selects a few of them computes only those.
     """
     cum = cumulate(fam)
-    keep = [*fam.base, "_n", "_sm", "_sm2"]
     probes = sorted({0, *windows})
     # sorted by (key, t): every probe month t - 1 - o keeps that order, so no re-sorting between probes
     out = snaps.select(fam.key, pl.col("t").cast(pl.Int32)).unique().collect().sort(fam.key, "t")
-    extra = {f"_lastpos_{c}": f"{fam.name}__lastpos__{c}" for c in fam.recency}
-    extra[LAST_DATE] = f"{fam.name}__last_event_date"
-    for o in probes:
-        wanted = {c: f"_c{o}_{c}" for c in keep} | (extra if o == 0 else {})
-        out = out.with_columns(_as_of(cum, out, fam.key, o, wanted))
-        if o in windows:  # turn this probe into window sums right away, so only C(t-1) stays in memory
-            out = out.with_columns(_window_exprs(fam, o)).drop([f"_c{o}_{c}" for c in keep])
-    return out.drop([f"_c0_{c}" for c in keep]).lazy()
+    out = out.with_columns(_as_of_rows(cum, out, fam.key, o).alias(f"_r{o}") for o in probes)
+
+    def at(c: str, o: int) -> pl.Expr:
+        return pl.lit(cum[c]).gather(pl.col(f"_r{o}"))
+
+    exprs = [at(f"_lastpos_{c}", 0).alias(f"{fam.name}__lastpos__{c}") for c in fam.recency]
+    exprs.append(at(LAST_DATE, 0).alias(f"{fam.name}__last_event_date"))
+    for w in windows:
+        exprs += _window_exprs(fam, w, at)
+    return out.lazy().select(fam.key, "t", *exprs)
 
 
-def _as_of(cum: pl.DataFrame, out: pl.DataFrame, key: str, o: int, wanted: dict[str, str]) -> list[pl.Series]:
-    """Backward as-of lookup of ``cum`` (sorted by key, m) at month ``t - 1 - o`` of each ``out`` row: the
-    entity's latest row with ``m <= t - 1 - o``, null when it has none.
+def _as_of_rows(cum: pl.DataFrame, out: pl.DataFrame, key: str, o: int) -> pl.Series:
+    """Backward as-of lookup of ``cum`` (sorted by key, m) at month ``t - 1 - o`` of each ``out`` row: the row
+    number of the entity's latest row with ``m <= t - 1 - o``, null when it has none.
 
     Integer entity keys (every cardlab key) use one binary search on the packed sort key ``key * span + m``
-    and a gather — the same rows ``join_asof(by=key, strategy="backward")`` finds, several times faster;
-    any other key type falls back to ``join_asof``."""
+    — the same rows ``join_asof(by=key, strategy="backward")`` finds, several times faster; any other key
+    type falls back to ``join_asof``."""
     if cum[key].dtype.is_integer() and out[key].dtype.is_integer() and cum.height:
         lo = min(int(cum[MONTH_COL].min()), int(out["t"].min()) - 1 - o)
         span = max(int(cum[MONTH_COL].max()), int(out["t"].max())) - lo + 2
@@ -121,25 +134,26 @@ def _as_of(cum: pl.DataFrame, out: pl.DataFrame, key: str, o: int, wanted: dict[
         idx = packed.search_sorted(probe, side="right").cast(pl.Int64) - 1
         pos = idx.clip(lower_bound=0)
         hit = (idx >= 0) & (cum[key].gather(pos) == out[key])
-        return [
-            pl.select(pl.when(hit).then(cum[c].gather(pos)).otherwise(None)).to_series().alias(name)
-            for c, name in wanted.items()
-        ]
-    right = cum.select(key, pl.col(MONTH_COL).alias("_m"), *[pl.col(c).alias(n) for c, n in wanted.items()])
+        return pl.select(pl.when(hit).then(pos).otherwise(None)).to_series()
+    right = cum.select(key, pl.col(MONTH_COL).alias("_m")).with_row_index("_row")
     joined = out.select(key, (pl.col("t") - 1 - o).alias("_probe")).join_asof(
         right, left_on="_probe", right_on="_m", by=key, strategy="backward", check_sortedness=False
     )
-    return [joined[n] for n in wanted.values()]
+    return joined["_row"].cast(pl.Int64)
 
 
-def _window_exprs(fam: Family, w: int) -> list[pl.Expr]:
+def _as_of(cum: pl.DataFrame, out: pl.DataFrame, key: str, o: int, wanted: dict[str, str]) -> list[pl.Series]:
+    """The ``wanted`` columns of ``cum`` (renamed) as of month ``t - 1 - o`` of each ``out`` row (null when the
+    entity has no row by then); see :func:`_as_of_rows`."""
+    rows = _as_of_rows(cum, out, key, o)
+    return [cum[c].gather(rows).alias(name) for c, name in wanted.items()]
+
+
+def _window_exprs(fam: Family, w: int, at: Callable[[str, int], pl.Expr]) -> list[pl.Expr]:
+    """Window-``w`` sums as C(t-1) - C(t-1-w); ``at(c, o)`` is the cumulative column ``c`` as of month t-1-o."""
     exprs = []
     for c in fam.base:
-        exprs.append(
-            (pl.col(f"_c0_{c}").fill_null(0) - pl.col(f"_c{w}_{c}").fill_null(0)).alias(
-                f"{fam.name}__{c}__{w}"
-            )
-        )
+        exprs.append((at(c, 0).fill_null(0) - at(c, w).fill_null(0)).alias(f"{fam.name}__{c}__{w}"))
     if fam.dense:
         # every month of the window that lies inside the world (month >= 0) counts, active or not
         a = pl.max_horizontal(pl.col("t") - w, pl.lit(0)).cast(pl.Float64)
@@ -152,11 +166,7 @@ def _window_exprs(fam: Family, w: int) -> list[pl.Expr]:
         )
     else:
         for c, name in (("_n", "n"), ("_sm", "_sm"), ("_sm2", "_sm2")):
-            exprs.append(
-                (pl.col(f"_c0_{c}").fill_null(0) - pl.col(f"_c{w}_{c}").fill_null(0)).alias(
-                    f"{fam.name}__{name}__{w}"
-                )
-            )
+            exprs.append((at(c, 0).fill_null(0) - at(c, w).fill_null(0)).alias(f"{fam.name}__{name}__{w}"))
     return exprs
 
 
