@@ -512,6 +512,8 @@ def _economics(
     start_active,
     activation,
     revolving_start,
+    start_state=None,
+    can_txn=None,
 ):
     """Expected 12-month outcomes of holding ``option_line`` from month m+1 (closed form, see oracle.py)."""
     T, seas, eco = s.T, s.seas, s.eco
@@ -523,7 +525,7 @@ def _economics(
     spend_fen = spend_base[:, None] * seas[months[:, None] + 1 + np.arange(HORIZON)[None, :]]
     rev_target = bh.revolve_target(line, T.mpb[pos], T.debt_need_fen[pos])
     spend, rev = oracle.expected_path(
-        h, q, T.p_active[pos], activation, spend_fen, rev_target, revolving_start, line
+        h, q, T.p_active[pos], activation, spend_fen, rev_target, revolving_start, line, start_state, can_txn
     )
     spend_12 = spend.sum(1)
     rev_avg = rev.mean(1)
@@ -632,6 +634,8 @@ def _review(s: _Shard, pos, m, in_arrears):
     )
     already = onset[pos] >= 0
     active = ~s.lapsed[pos]
+    state = np.where(already, oracle.DISTRESSED, np.where(active, oracle.ACTIVE, oracle.SILENT))
+    can_txn = s.act_month[pos, None] <= m + 1 + np.arange(HORIZON)[None, :]
     h, q = _hazards(pos, m + 1, new.astype(float), T, s.mac, s.open_month)
     pd = np.where(already, 1.0, oracle.pd_12m(h, q, active))
     out.add(
@@ -651,6 +655,8 @@ def _review(s: _Shard, pos, m, in_arrears):
             active,
             np.ones(k),
             revolving_now,
+            state,
+            can_txn,
         )
         rows = out.parts["limit_potential"][-1]
         rows["pd_12m"] = np.where(already, 1.0, rows["pd_12m"])

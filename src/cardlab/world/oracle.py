@@ -89,6 +89,9 @@ def churn_window(h: np.ndarray, q: np.ndarray, first: int) -> np.ndarray:
     return p
 
 
+ACTIVE, SILENT, DISTRESSED = 0, 1, 2  # account states of :func:`expected_path` and :func:`churn_label_prob`
+
+
 def expected_path(
     h: np.ndarray,
     q: np.ndarray,
@@ -98,18 +101,28 @@ def expected_path(
     revolving_fen: np.ndarray,
     revolving_start: np.ndarray,
     line_fen: np.ndarray,
+    start_state: np.ndarray | None = None,
+    can_txn: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Expected monthly card spend and revolving balance (k x T, fen) over the horizon, starting active.
+    """Expected monthly card spend and revolving balance (k x T, fen) over the horizon, from ``start_state``
+    (ACTIVE / SILENT / DISTRESSED at the end of the month before the horizon; all ACTIVE when None).
 
     Per month: states evolve as in :func:`pd_onset`; an active account spends ``p_active * spend_fen`` plus
     the build-up towards its revolving target (BUILD_UP_SPEED of the gap per active month, starting from
-    ``revolving_start``); a silent one spends LAPSED_ACTIVE * spend_fen; an account entering distress draws
-    its line up to DRAWDOWN_SHARE (60 % of the draw as purchases, the rest cash). ``p_spend_ok`` scales
-    spend for cards not yet activated. Ignored (small): the cap of spend at the available line and one-off
-    missed payments."""
+    ``revolving_start``); a silent one spends LAPSED_ACTIVE * spend_fen and carries no revolving balance (it
+    pays its balance off); a distressed one neither pays nor spends, and its balance is the loss term's
+    exposure, not an interest-earning balance; an account entering distress draws its line up to
+    DRAWDOWN_SHARE (60 % of the draw as purchases, the rest cash). ``can_txn`` (k x T, bool; all True when
+    None) marks the months in which the card is activated: no spend and no build-up before. ``p_spend_ok``
+    (k,) is the probability that the card is activated at all (at booking; the activation delay is
+    ignored) and scales spend and balance. Ignored (small): the cap of spend at the available line and
+    one-off missed payments."""
     k, T = h.shape
-    a = np.ones(k)
-    s = np.zeros(k)
+    st = np.full(k, ACTIVE) if start_state is None else np.asarray(start_state)
+    ok = np.ones((k, T)) if can_txn is None else np.asarray(can_txn, dtype=np.float64)
+    p_ok = np.broadcast_to(np.asarray(p_spend_ok, dtype=np.float64), (k,))
+    a = (st == ACTIVE).astype(np.float64)
+    s = (st == SILENT).astype(np.float64)
     level = revolving_start.astype(np.float64).copy()
     spend = np.zeros((k, T))
     rev = np.zeros((k, T))
@@ -120,17 +133,14 @@ def expected_path(
         a_next = a * surv * (1.0 - q[:, t])
         s_next = s * surv * (1.0 - LAPSED_CLOSE_HAZARD) + a * surv * q[:, t] * (1 - CLOSE_SHARE)
         gap = np.maximum(revolving_fen - level, 0.0)
-        build = speed * gap
+        build = speed * gap * ok[:, t]
         spend[:, t] = (
             a_next * (p_active * spend_fen[:, t] + build) + s_next * LAPSED_ACTIVE * spend_fen[:, t]
-        ) * p_spend_ok + drawdown
+        ) * ok[:, t] * p_ok + drawdown
         level = np.where(revolving_fen >= level, level + build, revolving_fen)
-        rev[:, t] = a_next * level
+        rev[:, t] = a_next * level * p_ok
         a, s = a_next, s_next
     return spend, rev
-
-
-ACTIVE, SILENT, DISTRESSED = 0, 1, 2  # account states of :func:`churn_label_prob`
 
 
 def churn_label_prob(
