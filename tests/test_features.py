@@ -506,3 +506,61 @@ def test_packed_as_of_lookup_matches_polars_join_asof(rows, snaps, o):
         cum.rename({"m": "_m"}), left_on="_p", right_on="_m", by="k", strategy="backward"
     )
     assert got["got"].to_list() == ref["v"].to_list()
+
+
+def test_limit_outcomes_count_the_revolving_balance_only_while_current():
+    """y_avg_revolving_fen: the revolving balance max(opening - payments, 0) of each statement in the outcome
+    window while the account is current (0 DPD), summed and divided by the window's observable months, so
+    a month in arrears or after closure counts 0. A delinquent balance earns no interest the bank collects;
+    the loss term prices it (docs/tasks/limit.md). Hand-computed on a two-card toy world."""
+    from cardlab.features.io import WorldCalendar
+    from cardlab.features.snapshots import limit_snapshots
+
+    cal = WorldCalendar(start_month=date(2023, 1, 1), months=12)
+    p = FeaturesParams(limit_outcome_months=4, limit_min_outcome_months=2)
+    apps = pl.LazyFrame(
+        {
+            "application_id": [1, 2],
+            "customer_id": [10, 20],
+            "application_date": [date(2023, 1, 5), date(2023, 1, 6)],
+            "approved": [True, True],
+            "initial_limit": [1_000_000, 2_000_000],
+        }
+    )
+    cards = pl.LazyFrame(
+        {
+            "card_id": [102, 202],
+            "application_id": [1, 2],
+            "customer_id": [10, 20],
+            "open_date": [date(2023, 1, 10), date(2023, 1, 10)],
+            "close_date": [None, date(2023, 3, 15)],
+            "close_reason": [None, "voluntary"],
+        }
+    )
+    changes = pl.LazyFrame(
+        schema={
+            "customer_id": pl.Int64,
+            "card_id": pl.Int64,
+            "review_date": pl.Date,
+            "old_limit": pl.Int64,
+            "new_limit": pl.Int64,
+        }
+    )
+    # card 102: months 0..3 with revolving 100, 200 (in arrears: dpd 30), 300, 400; card 202 closes after
+    # two statements with revolving 500 and 600
+    statements = pl.LazyFrame(
+        {
+            "card_id": [102, 102, 102, 102, 202, 202],
+            "statement_month": [date(2023, m, 1) for m in (1, 2, 3, 4)]
+            + [date(2023, 1, 1), date(2023, 2, 1)],
+            "opening_balance": [150, 200, 300, 450, 500, 700],
+            "payments": [50, 0, 0, 50, 0, 100],
+            "purchases": [0] * 6,
+            "interest": [0] * 6,
+            "fees": [0] * 6,
+            "dpd": [0, 30, 0, 0, 0, 0],
+        }
+    )
+    out = limit_snapshots(apps, cards, changes, statements, cal, p).collect().sort("customer_id")
+    assert out["y_months_observed"].to_list() == [4, 4]
+    assert out["y_avg_revolving_fen"].to_list() == [(100 + 300 + 400) / 4, (500 + 600) / 4]

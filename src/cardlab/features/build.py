@@ -127,14 +127,14 @@ NON_FEATURES: dict[str, list[tuple[str, str, str, str, str]]] = {
         (
             "y_avg_revolving_fen",
             "outcome",
-            "mean revolving balance max(opening - payments, 0) over the window",
+            "mean revolving balance max(opening - payments, 0) while current (0 DPD), over the observable months (fen)",
             "realised revolving balance",
             "实际循环余额",
         ),
         (
             "y_interest_fees_fen",
             "outcome",
-            "interest + fees over the window (fen)",
+            "interest charged while current (0 DPD) + fees over the window (fen)",
             "realised revenue",
             "实际利息和费用",
         ),

@@ -96,13 +96,21 @@ def _window_outcomes(
         "card_id",
         cal.index_expr("statement_month").cast(pl.Int32).alias("m"),
         pl.col("purchases").cast(pl.Float64).alias("purch"),
-        (pl.col("opening_balance").cast(pl.Float64) - pl.col("payments").cast(pl.Float64))
-        .clip(lower_bound=0)
-        .alias("rev")
-        if "opening_balance" in statements.collect_schema()
-        else pl.col("closing_balance").cast(pl.Float64).alias("rev"),
+        # the balance and interest of a current account only: a delinquent balance earns nothing the bank
+        # collects, and the loss term prices it (docs/tasks/limit.md)
+        pl.when(pl.col("dpd") == 0)
+        .then(
+            (pl.col("opening_balance").cast(pl.Float64) - pl.col("payments").cast(pl.Float64)).clip(
+                lower_bound=0
+            )
+            if "opening_balance" in statements.collect_schema()
+            else pl.col("closing_balance").cast(pl.Float64)
+        )
+        .otherwise(0.0)
+        .alias("rev"),
         (
-            pl.col("interest").cast(pl.Float64).fill_null(0) + pl.col("fees").cast(pl.Float64).fill_null(0)
+            pl.when(pl.col("dpd") == 0).then(pl.col("interest").cast(pl.Float64).fill_null(0)).otherwise(0.0)
+            + pl.col("fees").cast(pl.Float64).fill_null(0)
             if {"interest", "fees"} <= set(statements.collect_schema().names())
             else pl.lit(0.0)
         ).alias("intfee"),
@@ -115,7 +123,7 @@ def _window_outcomes(
         .group_by("decision_id")
         .agg(
             pl.col("purch").sum().alias("y_spend_fen"),
-            pl.col("rev").mean().alias("y_avg_revolving_fen"),
+            pl.col("rev").sum().alias("_rev_sum"),
             pl.col("intfee").sum().alias("y_interest_fees_fen"),
             pl.col("d90").any().alias("_d90"),
             pl.len().cast(pl.Int32).alias("y_statements"),
@@ -146,7 +154,13 @@ def _window_outcomes(
             pl.col("y_interest_fees_fen").fill_null(0.0),
             pl.col("y_statements").fill_null(0),
         )
-        .drop("_d90", "_close_reason", "close_date")
+        # months after a closure count 0: the sum over the statements divided by the observable months
+        .with_columns(
+            pl.when(pl.col("y_months_observed") > 0)
+            .then(pl.col("_rev_sum").fill_null(0.0) / pl.col("y_months_observed"))
+            .alias("y_avg_revolving_fen")
+        )
+        .drop("_d90", "_close_reason", "close_date", "_rev_sum")
     )
 
 
