@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 
 POLARS_SUBSET = """
 import sys, json
+from dataclasses import replace
 from pathlib import Path
 import polars as pl
 from cardlab.config import FeaturesParams
@@ -46,9 +47,11 @@ grid = churn_snapshots(tables["cards"], tables["statements"], tables["retention_
     "card_id", "customer_id", pl.col("t").cast(pl.Int32), "snapshot_date").collect()
 who = grid.select("customer_id").unique().lazy()
 ev = lambda n: tables[n].join(who, on="customer_id", how="semi")
-o = window_sums(orders_family(ev("orders"), cal, []), grid.lazy(), W)
-s = window_sums(sessions_family(ev("sessions_monthly"), cal), grid.lazy(), W)
-a = window_sums(statements_family(tables["statements"], cal, []), grid.lazy(), W)
+# like the peer, aggregate only the base columns the subset uses (projection pushdown prunes the rest)
+only = lambda fam, *b: replace(fam, base=tuple(c for c in fam.base if c in b), recency=tuple(c for c in fam.recency if c in b))
+o = window_sums(only(orders_family(ev("orders"), cal, []), "orders", "gmv", "n_returned", "n_bnpl", "active"), grid.lazy(), W)
+s = window_sums(only(sessions_family(ev("sessions_monthly"), cal), "total"), grid.lazy(), W)
+a = window_sums(only(statements_family(tables["statements"], cal, []), "util", "purch", "dpd_pos", "payments", "opening"), grid.lazy(), W)
 ex = []
 for w in W:
     n = col("ord", "orders", w)
