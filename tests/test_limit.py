@@ -148,6 +148,11 @@ def test_end_to_end_on_a_tiny_world(tiny_world, tmp_path, monkeypatch):
     after = {f: _digest(out / f) for f in before}
     assert before == after
     assert json.loads((out / "metrics.json").read_text())["n_decisions"] == len(preds)
+    # the response-swap diagnostic: our models reproduce evaluate's capture, the oracle's responses the oracle's
+    swap = limit.response_swap(p, root / "features", root / "oracle", out)
+    assert swap["model"] == pytest.approx(m["profit_capture"], abs=1e-6)  # metrics are rounded to 6 digits
+    assert swap["all_true"] == pytest.approx(1.0, abs=1e-3)
+    assert {"true_spend", "true_revolve_change", "true_default_change"} <= set(swap)
     # every predicted response is non-decreasing in the line, option by option
     models, meta = limit.load_models(out)
     assert meta["models"]["revolve"]["line_offset"] == 1.0  # utilisation model
