@@ -9,6 +9,7 @@ from scipy.special import expit
 
 from cardlab.config import SimulateParams
 from cardlab.world.calendar import macro, month_lengths, month_starts, season
+from cardlab.world.card import CARD_DISTRESSED, CARD_SILENT
 from cardlab.world.population import Population
 from cardlab.world.streams import Stream, rng_for
 
@@ -114,10 +115,10 @@ def simulate_ecommerce(
     mini = rs.poisson(np.exp(0.9 + 0.4 * T.engagement + 0.3 * T.reward_sensitivity)[:, None] * sz)
     clicks = rs.poisson(6.0 * (app + web + mini) + 0.5)
     # visits to the card's page in the app (bill, points): only while a card is open; a silent cardholder
-    # (card_state 2) has stopped caring about the card and visits at CARD_VISITS_SILENT of the rate
+    # (CARD_SILENT) has stopped caring about the card and visits at CARD_VISITS_SILENT of the rate
     visit_rate = np.exp(2.0 + 0.4 * T.engagement)[:, None] * sz
     visits = rs.poisson(
-        visit_rate * np.select([card_state == 2, card_state > 0], [CARD_VISITS_SILENT, 1.0], 0.0)
+        visit_rate * np.select([card_state == CARD_SILENT, card_state > 0], [CARD_VISITS_SILENT, 1.0], 0.0)
     )
     sessions = {
         "customer_id": np.repeat(cid, M),
@@ -156,9 +157,9 @@ def simulate_ecommerce(
     due = due.reshape(n, H)[:, :M]
     mac = macro(M, params.shock_month, params.shock_size)
     p_miss = expit(BNPL_BASE_MISS + 1.0 * T.risk + 0.4 * T.income_volatility)
-    # a cardholder in distress (card_state 3, from the onset month on, also after the charge-off) stops
+    # a cardholder in distress (CARD_DISTRESSED, from the onset month on, also after the charge-off) stops
     # paying the platform too: BNPL instalments are missed with probability 0.95
-    in_distress = np.maximum.accumulate(card_state == 3, axis=1)
+    in_distress = np.maximum.accumulate(card_state == CARD_DISTRESSED, axis=1)
     arrears = np.zeros(n, np.int64)
     overdue = np.zeros(n, np.int64)
     parts = []
