@@ -40,6 +40,20 @@ TOLERANCE = {
     "mpb_slope_riskiest": 0.1,
     "mpb_slope_safest": 0.05,
     "bad_rate_tier5_over_tier1": 0.1,
+    # the book (docs/world.md "Economics and delinquency"): ci has ~4k open cards, so a few charge-offs move these
+    "net_charge_off_rate_normal": 0.01,
+    "net_charge_off_shock_ratio": 0.2,
+    "return_on_receivables_normal": 0.01,
+    "return_on_receivables_shock_drop": 0.004,
+    "delinquent_30p_balance_share": 0.008,
+    "delinquent_60p_over_30p_balance": 0.08,
+    "delinquency_funnel_1_29_over_30_59": 0.0,
+    "delinquency_funnel_30_59_over_60_89": 0.0,
+    "roll_current_to_1_29": 0.005,
+    "cure_rate_1_29": 0.05,
+    "roll_rate_30_59_to_60_89": 0.08,
+    "roll_rate_60_89_to_90p": 0.08,
+    "invitations_last_over_first_year": 0.1,
 }
 
 
@@ -59,7 +73,13 @@ def test_realism_report_written_and_reusable(world):
 @pytest.mark.parametrize(
     "anchor",
     sorted(TOLERANCE)
-    + ["singles_day_nov_over_oct", "order_amount_log_skew", "utilisation_zero_share", "silent_accounts_18m"],
+    + [
+        "singles_day_nov_over_oct",
+        "order_amount_log_skew",
+        "utilisation_zero_share",
+        "silent_accounts_18m",
+        "new_users_per_month_min",
+    ],
 )
 def test_anchor_within_band(world, anchor):
     a = json.loads((world / "realism.json").read_text())[anchor]
@@ -74,7 +94,7 @@ def test_tier_gradient(world):
 
 
 def test_oracle_pd_is_calibrated_on_realised_labels(world):
-    lab = booked_labels(world, date(2023, 1, 1), 36)
+    lab = booked_labels(world, date(2023, 1, 1), SimulateParams().size.months)
     pd = pl.read_parquet(str(world / "oracle/pd_true/*.parquet")).filter(pl.col("kind") == "application")
     j = lab.join(pd, on="customer_id")
     p = j["pd_12m"].to_numpy()
@@ -221,15 +241,23 @@ def test_limit_potential_revolving_balance_is_calibrated_on_the_realised_one(wor
 # ---------------------------------------------------------------------------------------------------------
 # churn oracle: p_label_3m = P(churn label | account state)
 # ---------------------------------------------------------------------------------------------------------
-def _brute_force_label(h, q, p_active, can_txn, state, n, rng):
-    """Monte Carlo of the simulator's monthly rules (card.py) for one account: returns (label, excluded)."""
+SHOCK_MULT = 3.0  # shocked hazard / normal hazard in the Monte Carlo cases (capped at 0.9)
+
+
+def _brute_force_label(h, q, p_active, can_txn, state, n, rng, z0=0, p_in=0.0, p_out=0.2):
+    """Monte Carlo of the simulator's monthly rules (card.py) for one account, with the income-shock chain
+    (start ``z0``, entry ``p_in``, exit ``p_out``; a shocked month's hazard is min(SHOCK_MULT * h, 0.9)):
+    returns (label, excluded)."""
     st = np.full(n, state)  # 0 active, 1 silent, 2 distressed, 3 closed
+    z = np.full(n, bool(z0))
     txn = np.zeros(n, bool)
     closed_gap = np.zeros(n, bool)
     closed_win = np.zeros(n, bool)
     for j in range(len(h)):
+        u_z = rng.random(n)
+        z = np.where(z, u_z >= p_out, u_z < p_in)
         healthy = st <= 1
-        onset = healthy & (rng.random(n) < h[j])
+        onset = healthy & (rng.random(n) < np.where(z, min(SHOCK_MULT * h[j], 0.9), h[j]))
         u = rng.random(n)
         event = healthy & ~onset & (st == 0) & (u < q[j])
         close = event & (u < q[j] * CLOSE_SHARE)
@@ -247,23 +275,64 @@ def _brute_force_label(h, q, p_active, can_txn, state, n, rng):
     return closed_win | ~txn, closed_gap
 
 
-@pytest.mark.parametrize(
-    ("state", "h", "q", "p_active", "can_txn"),
-    [
-        (oracle.ACTIVE, [0.01, 0.01, 0.02, 0.02], [0.05, 0.05, 0.05, 0.05], 0.7, [1, 1, 1, 1]),
-        (oracle.ACTIVE, [0.1, 0.05, 0.2, 0.1], [0.3, 0.1, 0.2, 0.4], 0.3, [1, 1, 1, 1]),
-        (oracle.ACTIVE, [0.05, 0.1, 0.1, 0.1], [0.2, 0.2, 0.2, 0.2], 0.8, [0, 0, 1, 1]),  # activates late
-        (oracle.ACTIVE, [0.08, 0.08, 0.08, 0.08], [0.1, 0.1, 0.1, 0.1], 0.9, [0, 0, 0, 0]),  # never activated
-        (oracle.SILENT, [0.05, 0.15, 0.05, 0.1], [0.9, 0.9, 0.9, 0.9], 0.9, [1, 1, 1, 1]),
-        (oracle.DISTRESSED, [0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5], 0.5, [1, 1, 1, 1]),
-    ],
-)
-def test_churn_label_recursion_matches_monte_carlo(state, h, q, p_active, can_txn):
+def _chain(z0: int, p_in: float, p_out: float, T: int) -> oracle.ShockChain:
+    return oracle.ShockChain(np.array([z0]), np.full((1, T), p_in), p_out)
+
+
+def _two_state(h: np.ndarray) -> np.ndarray:
+    """(T,) normal hazards -> (1, T, 2) normal / shocked hazards of the Monte Carlo cases."""
+    return np.stack([h, np.minimum(SHOCK_MULT * h, 0.9)], axis=-1)[None]
+
+
+CASES = [
+    (oracle.ACTIVE, [0.01, 0.01, 0.02, 0.02], [0.05, 0.05, 0.05, 0.05], 0.7, [1, 1, 1, 1], (0, 0.0)),
+    (oracle.ACTIVE, [0.1, 0.05, 0.2, 0.1], [0.3, 0.1, 0.2, 0.4], 0.3, [1, 1, 1, 1], (0, 0.0)),
+    (
+        oracle.ACTIVE,
+        [0.05, 0.1, 0.1, 0.1],
+        [0.2, 0.2, 0.2, 0.2],
+        0.8,
+        [0, 0, 1, 1],
+        (0, 0.0),
+    ),  # activates late
+    (
+        oracle.ACTIVE,
+        [0.08, 0.08, 0.08, 0.08],
+        [0.1, 0.1, 0.1, 0.1],
+        0.9,
+        [0, 0, 0, 0],
+        (0, 0.0),
+    ),  # never activated
+    (oracle.SILENT, [0.05, 0.15, 0.05, 0.1], [0.9, 0.9, 0.9, 0.9], 0.9, [1, 1, 1, 1], (0, 0.0)),
+    (oracle.DISTRESSED, [0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5], 0.5, [1, 1, 1, 1], (0, 0.0)),
+    (oracle.ACTIVE, [0.05, 0.05, 0.1, 0.1], [0.1, 0.2, 0.1, 0.2], 0.6, [1, 1, 1, 1], (1, 0.1)),  # shocked now
+    (
+        oracle.SILENT,
+        [0.04, 0.08, 0.05, 0.1],
+        [0.3, 0.3, 0.3, 0.3],
+        0.6,
+        [1, 1, 1, 1],
+        (0, 0.3),
+    ),  # shocks come
+]
+
+
+@pytest.mark.parametrize(("state", "h", "q", "p_active", "can_txn", "shock"), CASES)
+def test_churn_label_recursion_matches_monte_carlo(state, h, q, p_active, can_txn, shock):
     n = 200_000
+    z0, p_in = shock
     h, q, can_txn = np.array(h), np.array(q), np.array(can_txn, bool)
-    label, excluded = _brute_force_label(h, q, p_active, can_txn, state, n, np.random.default_rng(11))
+    label, excluded = _brute_force_label(
+        h, q, p_active, can_txn, state, n, np.random.default_rng(11), z0, p_in, 0.2
+    )
     p, p_excl = oracle.churn_label_prob(
-        h[None], q[None], np.array([p_active]), can_txn[None], np.array([state]), gap=1
+        _two_state(h),
+        q[None],
+        _chain(z0, p_in, 0.2, len(h)),
+        np.array([p_active]),
+        can_txn[None],
+        np.array([state]),
+        gap=1,
     )
     kept = ~excluded
     mc = label[kept].mean()
@@ -273,6 +342,34 @@ def test_churn_label_recursion_matches_monte_carlo(state, h, q, p_active, can_tx
     assert abs(excluded.mean() - p_excl[0]) < 4 * se_x + 1e-12
     if state == oracle.DISTRESSED:
         assert p[0] == 1.0 and p_excl[0] == 0.0
+
+
+@pytest.mark.parametrize(("state", "h", "q", "p_active", "can_txn", "shock"), CASES[:5] + CASES[6:])
+def test_pd_recursion_with_income_shocks_matches_monte_carlo(state, h, q, p_active, can_txn, shock):
+    """oracle.pd_onset (distress onset before a voluntary closure, over the shock chain) against a Monte Carlo
+    of the same monthly rules."""
+    n, rng = 400_000, np.random.default_rng(5)
+    z0, p_in = shock
+    h, q = np.array(h), np.array(q)
+    st, z, onset = np.full(n, state), np.full(n, bool(z0)), np.zeros(n, bool)
+    for j in range(len(h)):
+        u_z = rng.random(n)
+        z = np.where(z, u_z >= 0.2, u_z < p_in)
+        open_ = st <= 1
+        now = open_ & (rng.random(n) < np.where(z, min(SHOCK_MULT * h[j], 0.9), h[j]))
+        onset |= now
+        u = rng.random(n)
+        event = open_ & ~now & (st == 0) & (u < q[j])
+        close = (event & (u < q[j] * CLOSE_SHARE)) | (
+            open_ & ~now & (st == 1) & (rng.random(n) < LAPSED_CLOSE_HAZARD)
+        )
+        st[event & ~close] = 1
+        st[now | close] = 3
+    p = oracle.pd_onset(
+        _two_state(h), q[None], np.array([state == oracle.ACTIVE]), _chain(z0, p_in, 0.2, len(h))
+    )
+    se = np.sqrt(p[0] * (1 - p[0]) / n)
+    assert abs(onset.mean() - p[0]) < 4 * se, (onset.mean(), p[0], se)
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,9 @@ class EconomicsParams(StrictModel):
     cash_advance_fee_rate: Annotated[float, Field(ge=0, le=0.1)] = 0.01  # of the cash advanced
     min_due_rate: Annotated[float, Field(gt=0, le=1)] = 0.10  # minimum payment as share of balance
     min_due_floor_fen: Annotated[int, Field(ge=0)] = 10_000  # minimum payment floor (100 yuan)
+    # the bank's operating cost (servicing, collections, marketing) per year as a share of receivables; only the
+    # book's return on receivables uses it (realism report), no decision depends on it
+    operating_cost_rate: Annotated[float, Field(ge=0, le=0.2)] = 0.03
 
 
 class SimulateParams(StrictModel):
@@ -72,15 +75,15 @@ class SimulateParams(StrictModel):
     start_month: date = date(2023, 1, 1)
     presets: dict[str, PresetSize] = Field(
         default_factory=lambda: {
-            "ci": PresetSize(n_customers=20_000, months=36, shard_size=10_000),
-            "dev": PresetSize(n_customers=200_000, months=36, shard_size=25_000),
+            "ci": PresetSize(n_customers=20_000, months=48, shard_size=10_000),
+            "dev": PresetSize(n_customers=200_000, months=48, shard_size=25_000),
             "bench": PresetSize(n_customers=1_000_000, months=24, shard_size=50_000),
         }
     )
     # signal-to-noise of observables about the latent traits: higher -> a better Bayes-optimal model
     signal_to_noise: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
     # macro shock: months after start_month when stress rises, and how much (multiplier on default hazard)
-    shock_month: Annotated[int, Field(ge=1)] = 24
+    shock_month: Annotated[int, Field(ge=1)] = 30
     shock_size: Annotated[float, Field(ge=1.0, le=5.0)] = 1.6
     # share of invited applicants routed to the randomised initial-limit test cell
     limit_test_cell_share: Probability = 0.15

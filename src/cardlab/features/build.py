@@ -26,6 +26,8 @@ from cardlab.features.families import (
     invitations_family,
     limit_changes_family,
     orders_family,
+    platform_scores_family,
+    profile_changes_family,
     sessions_family,
     statements_family,
 )
@@ -372,6 +374,8 @@ def compute_task_frames(
     ]
     if "invitations" in tables:
         cfams.append(invitations_family(events("invitations"), cal))
+    cfams.append(profile_changes_family(events("profile_changes"), cal))
+    cfams.append(platform_scores_family(events("platform_scores"), cal))
     ccat = customer_catalog(w, categories, invitations="invitations" in tables)
     last_cols = [f"{f.name}__last_event_date" for f in cfams]
     cust = (

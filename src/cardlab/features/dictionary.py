@@ -33,11 +33,35 @@ class FeatureSpec:
     tasks: tuple[str, ...]
     is_feature: bool = True
     role: str = "feature"  # feature | key | split | label | decision | treatment | outcome | extra
+    # the raw observable it is computed from: "<table>.<column>" (the main column when several enter), or the
+    # raw table for derived mixes; the explanation stage checks attributions against the truth by source
+    source: str = ""
 
     def as_json(self) -> dict:
         d = asdict(self)
         d["tasks"] = list(self.tasks)
         return d
+
+
+# the raw table behind each behavioural family (a feature's default source when it names no column)
+FAMILY_SOURCE = {
+    "platform_orders": "orders",
+    "platform_engagement": "sessions_monthly",
+    "bnpl": "bnpl_monthly",
+    "profile_changes": "profile_changes",
+    "platform_score": "platform_scores.platform_credit_score",
+    "application_history": "applications",
+    "account_tenure": "statements",
+    "limit_history": "limit_changes",
+    "utilisation": "statements.closing_balance",
+    "delinquency": "statements.dpd",
+    "repayment": "statements.payments",
+    "spend": "statements.purchases",
+    "cash_advance": "statements.cash_advance",
+    "instalments": "statements.instalment_fen",
+    "revenue": "statements.interest",
+    "rewards": "statements.rewards_earned",
+}
 
 
 def dirs(credit: int = 0, limit: int = 0, churn: int = 0) -> dict[str, int]:
@@ -63,9 +87,11 @@ class Catalog:
         zh: str,
         direction: dict[str, int] | None = None,
         tasks: tuple[str, ...] | None = None,
+        source: str | None = None,
     ) -> None:
         """``tasks``: a subset of the catalog's tasks when the feature means nothing for the others (e.g.
-        card-page visits at a credit application, before there is a card)."""
+        card-page visits at a credit application, before there is a card). ``source``: the raw
+        ``table.column`` it is computed from (default: the family's table, FAMILY_SOURCE)."""
         tasks = tuple(t for t in self.tasks if t in (tasks or self.tasks))
         d = {t: 0 for t in TASKS}
         d.update(direction or {})
@@ -74,7 +100,17 @@ class Catalog:
         self.items.append(
             (
                 expr.cast(pl.Float32).alias(name),
-                FeatureSpec(name, family, window, definition, d, en, zh, tasks),
+                FeatureSpec(
+                    name,
+                    family,
+                    window,
+                    definition,
+                    d,
+                    en,
+                    zh,
+                    tasks,
+                    source=source or FAMILY_SOURCE.get(family, family),
+                ),
             )
         )
 
@@ -91,7 +127,7 @@ def non_feature(
     name: str, role: str, definition: str, en: str, zh: str, tasks: tuple[str, ...]
 ) -> FeatureSpec:
     return FeatureSpec(
-        name, "non_feature", None, definition, {t: 0 for t in tasks}, en, zh, tasks, False, role
+        name, "non_feature", None, definition, {t: 0 for t in tasks}, en, zh, tasks, False, role, ""
     )
 
 
@@ -114,6 +150,7 @@ def merge_specs(specs: list[FeatureSpec]) -> list[FeatureSpec]:
                 tasks,
                 old.is_feature,
                 old.role,
+                old.source,
             )
         else:
             by_name[s.name] = s

@@ -17,6 +17,8 @@ from cardlab.features.windows import LAST_DATE, MONTH_COL, Family, col, safe_div
 
 ALL = ("credit", "limit", "churn")
 ACCOUNT = ("limit", "churn")
+# near-cash goods a customer can resell or spend like cash (a classic sign of turning credit into cash)
+CASH_LIKE_CATEGORIES = ("gift_cards", "phone_topup", "game_credits")
 
 
 def ident(value: object) -> str:
@@ -55,7 +57,11 @@ def orders_family(orders: pl.LazyFrame, cal: WorldCalendar, categories: list[str
             "discount"
         ),
         flag("returned").sum().alias("n_returned"),
+        flag("cancelled").sum().alias("n_cancel"),
         flag("late_night").sum().alias("n_late"),
+        pl.col("category").cast(pl.String).is_in(CASH_LIKE_CATEGORIES).cast(pl.Float64).sum().alias("n_cash")
+        if "category" in schema
+        else pl.lit(0.0).alias("n_cash"),
         (paid == "bnpl").cast(pl.Float64).sum().alias("n_bnpl"),
         (paid == "card").cast(pl.Float64).sum().alias("n_card"),
         (amt * festival_expr("order_date").cast(pl.Float64)).sum().alias("gmv_festival"),
@@ -81,7 +87,9 @@ def orders_family(orders: pl.LazyFrame, cal: WorldCalendar, categories: list[str
         "gmv",
         "discount",
         "n_returned",
+        "n_cancel",
         "n_late",
+        "n_cash",
         "n_bnpl",
         "n_card",
         "gmv_festival",
@@ -110,6 +118,8 @@ def sessions_family(sessions: pl.LazyFrame, cal: WorldCalendar) -> Family:
             total.sum().alias("total"),
             s("clicks").sum().alias("clicks"),
             s("card_page_visits").sum().alias("card"),
+            s("credit_page_visits").sum().alias("credit"),
+            s("price_compare_sessions").sum().alias("compare"),
             pl.col("month").dt.month_end().max().alias(LAST_DATE),
         )
         .with_columns(total_m=pl.col("total") * pl.col(MONTH_COL).cast(pl.Float64))
@@ -118,7 +128,7 @@ def sessions_family(sessions: pl.LazyFrame, cal: WorldCalendar) -> Family:
         "ses",
         "customer_id",
         monthly,
-        ("app", "web", "mini", "total", "clicks", "card", "total_m"),
+        ("app", "web", "mini", "total", "clicks", "card", "credit", "compare", "total_m"),
         ("total",),
     )
 
@@ -140,7 +150,9 @@ def bnpl_plans_family(plans: pl.LazyFrame, cal: WorldCalendar) -> Family:
 
 
 def bnpl_repay_family(bm: pl.LazyFrame, cal: WorldCalendar) -> Family:
+    schema = bm.collect_schema()
     od = pl.col("overdue_days").cast(pl.Float64).fill_null(0)
+    late = pl.col("days_late").cast(pl.Float64).fill_null(0) if "days_late" in schema else pl.lit(0.0)
     monthly = (
         _in_world(bm, cal, "month")
         .group_by("customer_id", MONTH_COL)
@@ -150,6 +162,9 @@ def bnpl_repay_family(bm: pl.LazyFrame, cal: WorldCalendar) -> Family:
             (od > 0).cast(pl.Float64).max().alias("overdue"),
             (od >= 30).cast(pl.Float64).max().alias("overdue30"),
             od.max().alias("overdue_days"),
+            (late > 0).cast(pl.Float64).max().alias("late"),
+            late.max().alias("late_days"),
+            (pl.col("paid_fen") < pl.col("due_fen")).cast(pl.Float64).max().alias("short"),
             pl.col("month").dt.month_end().max().alias(LAST_DATE),
         )
         .with_columns(has_due=(pl.col("due") > 0).cast(pl.Float64))
@@ -158,9 +173,36 @@ def bnpl_repay_family(bm: pl.LazyFrame, cal: WorldCalendar) -> Family:
         "bnr",
         "customer_id",
         monthly,
-        ("due", "paid", "overdue", "overdue30", "overdue_days", "has_due"),
-        ("overdue",),
+        ("due", "paid", "overdue", "overdue30", "overdue_days", "late", "late_days", "short", "has_due"),
+        ("overdue", "late"),
     )
+
+
+def profile_changes_family(pc: pl.LazyFrame, cal: WorldCalendar) -> Family:
+    kind = pl.col("kind").cast(pl.String)
+    monthly = (
+        _in_world(pc, cal, "change_date")
+        .group_by("customer_id", MONTH_COL)
+        .agg(
+            pl.len().cast(pl.Float64).alias("changes"),
+            (kind == "delivery_address").cast(pl.Float64).sum().alias("address"),
+            (kind == "phone_number").cast(pl.Float64).sum().alias("phone"),
+            pl.col("change_date").max().alias(LAST_DATE),
+        )
+    )
+    return Family("pch", "customer_id", monthly, ("changes", "address", "phone"), ("changes",))
+
+
+def platform_scores_family(ps: pl.LazyFrame, cal: WorldCalendar) -> Family:
+    score = pl.col("platform_credit_score").cast(pl.Float64)
+    monthly = _in_world(ps, cal, "month").select(
+        "customer_id",
+        MONTH_COL,
+        score.alias("score"),
+        (score * pl.col(MONTH_COL).cast(pl.Float64)).alias("score_m"),
+        pl.col("month").dt.month_end().alias(LAST_DATE),
+    )
+    return Family("psc", "customer_id", monthly, ("score", "score_m"), dense=False)
 
 
 def applications_family(apps: pl.LazyFrame, cal: WorldCalendar) -> Family:
@@ -237,6 +279,29 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             definition="returned orders / orders",
             en="share of orders returned",
             zh="退货比例",
+            source="orders.returned",
+        )
+        cat.add(
+            f"ord_cancel_rate_{w}m",
+            safe_div(col("ord", "n_cancel", w), n),
+            family="platform_orders",
+            window=w,
+            definition="cancelled orders / orders",
+            en="share of orders cancelled",
+            zh="取消订单比例",
+            direction=dirs(credit=1, limit=1),
+            source="orders.cancelled",
+        )
+        cat.add(
+            f"ord_cash_like_share_{w}m",
+            safe_div(col("ord", "n_cash", w), n),
+            family="platform_orders",
+            window=w,
+            definition=f"orders of cash-like goods ({', '.join(CASH_LIKE_CATEGORIES)}) / orders",
+            en="buying of cash-like goods (gift cards, top-ups, game credits)",
+            zh="购买类现金商品（礼品卡、话费充值、游戏点卡）占比",
+            direction=dirs(credit=1, limit=1),
+            source="orders.category",
         )
         cat.add(
             f"ord_late_night_share_{w}m",
@@ -246,6 +311,7 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             definition="late-night orders / orders",
             en="share of late-night shopping",
             zh="深夜下单占比",
+            source="orders.late_night",
         )
         cat.add(
             f"ord_bnpl_share_{w}m",
@@ -255,6 +321,7 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             definition="orders paid with BNPL / orders",
             en="use of buy-now-pay-later at checkout",
             zh="先享后付支付占比",
+            source="orders.paid_with",
         )
         cat.add(
             f"ord_card_share_{w}m",
@@ -265,6 +332,7 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             en="use of the card at checkout",
             zh="联名卡支付占比",
             direction=dirs(churn=-1),
+            source="orders.paid_with",
         )
         cat.add(
             f"ord_active_months_{w}m",
@@ -342,6 +410,27 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             en="platform engagement",
             zh="平台活跃度（月均访问次数）",
             direction=dirs(churn=-1),
+            source="sessions_monthly.app_sessions",
+        )
+        cat.add(
+            f"ses_credit_visits_per_month_{w}m",
+            safe_div(col("ses", "credit", w), months),
+            family="platform_engagement",
+            window=w,
+            definition="visits to the credit and loan product pages per month",
+            en="interest in credit and loans",
+            zh="信贷及借款页面月均访问次数",
+            source="sessions_monthly.credit_page_visits",
+        )
+        cat.add(
+            f"ses_price_compare_per_month_{w}m",
+            safe_div(col("ses", "compare", w), months),
+            family="platform_engagement",
+            window=w,
+            definition="price-comparison sessions per month",
+            en="price comparison",
+            zh="比价行为月均次数",
+            source="sessions_monthly.price_compare_sessions",
         )
         cat.add(
             f"ses_app_share_{w}m",
@@ -380,6 +469,7 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             zh="App内信用卡页面月均访问次数",
             direction=dirs(churn=-1),
             tasks=ACCOUNT,
+            source="sessions_monthly.card_page_visits",
         )
         if w >= 6:
             cat.add(
@@ -431,6 +521,29 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             en="BNPL repayment discipline",
             zh="先享后付还款比例",
             direction=dirs(credit=-1, limit=-1),
+            source="bnpl_monthly.paid_fen",
+        )
+        cat.add(
+            f"bnpl_late_months_{w}m",
+            col("bnr", "late", w),
+            family="bnpl",
+            window=w,
+            definition="months with a BNPL instalment paid after its due date",
+            en="late BNPL repayments",
+            zh="先享后付延迟还款月数",
+            direction=dirs(credit=1, limit=1),
+            source="bnpl_monthly.days_late",
+        )
+        cat.add(
+            f"bnpl_short_months_{w}m",
+            col("bnr", "short", w),
+            family="bnpl",
+            window=w,
+            definition="months in which less than the BNPL amount due was paid (partial or missed)",
+            en="partial or missed BNPL repayments",
+            zh="先享后付未足额还款月数",
+            direction=dirs(credit=1, limit=1),
+            source="bnpl_monthly.paid_fen",
         )
         cat.add(
             f"bnpl_overdue_months_{w}m",
@@ -441,6 +554,7 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             en="BNPL delinquency history",
             zh="先享后付逾期月数",
             direction=dirs(credit=1, limit=1),
+            source="bnpl_monthly.overdue_days",
         )
         cat.add(
             f"bnpl_overdue30_months_{w}m",
@@ -451,6 +565,7 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             en="serious BNPL delinquency",
             zh="先享后付逾期30天以上月数",
             direction=dirs(credit=1, limit=1),
+            source="bnpl_monthly.overdue_days",
         )
         cat.add(
             f"bnpl_due_months_{w}m",
@@ -479,7 +594,90 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
         en="recency of BNPL delinquency",
         zh="距上次先享后付逾期的月数",
         direction=dirs(credit=-1, limit=-1),
+        source="bnpl_monthly.overdue_days",
     )
+    cat.add(
+        f"bnpl_days_late_mean_{wmax}m",
+        safe_div(col("bnr", "late_days", wmax), col("bnr", "late", wmax)),
+        family="bnpl",
+        window=wmax,
+        definition="mean of the largest days late of the months with a late BNPL repayment (null = none)",
+        en="how late BNPL repayments are",
+        zh="先享后付平均延迟天数",
+        source="bnpl_monthly.days_late",
+    )
+    cat.add(
+        "bnpl_months_since_late",
+        t - pl.col("bnr__lastpos__late"),
+        family="bnpl",
+        window=None,
+        definition="months since the last month with a late BNPL repayment (null = never)",
+        en="recency of late BNPL repayments",
+        zh="距上次先享后付延迟还款的月数",
+        direction=dirs(credit=-1, limit=-1),
+        source="bnpl_monthly.days_late",
+    )
+    # profile changes
+    for w in windows:
+        for kind, en, zh in (
+            ("address", "delivery address", "收货地址"),
+            ("phone", "phone number", "手机号"),
+        ):
+            cat.add(
+                f"pch_{kind}_changes_{w}m",
+                col("pch", kind, w),
+                family="profile_changes",
+                window=w,
+                definition=f"{en} changes",
+                en=f"recent changes of {en}",
+                zh=f"近期更换{zh}次数",
+                direction=dirs(credit=1, limit=1),
+                source="profile_changes.kind",
+            )
+    cat.add(
+        "pch_months_since_change",
+        t - pl.col("pch__lastpos__changes"),
+        family="profile_changes",
+        window=None,
+        definition="months since the last delivery-address or phone-number change (null = never)",
+        en="time since the profile last changed",
+        zh="距上次更换地址或手机号的月数",
+        source="profile_changes.kind",
+    )
+    # the platform's own credit score (monthly, points; higher = safer)
+    psn1 = pl.col(f"psc__n__{wmin}")
+    cat.add(
+        "psc_score_last",
+        pl.when(psn1 > 0).then(col("psc", "score", wmin) / psn1).otherwise(None),
+        family="platform_score",
+        window=wmin,
+        definition="the platform's credit score at the last month end before the snapshot",
+        en="the platform's credit score",
+        zh="平台信用分",
+        direction=dirs(credit=-1, limit=-1),
+    )
+    for w in windows:
+        if w >= 3:
+            cat.add(
+                f"psc_score_mean_{w}m",
+                safe_div(col("psc", "score", w), pl.col(f"psc__n__{w}")),
+                family="platform_score",
+                window=w,
+                definition=f"mean platform credit score over the last {w} month ends",
+                en="the platform's credit score over time",
+                zh="平台信用分均值",
+                direction=dirs(credit=-1, limit=-1),
+            )
+        if w >= 6:
+            cat.add(
+                f"psc_score_slope_{w}m",
+                slope("psc", "score", "score_m", w),
+                family="platform_score",
+                window=w,
+                definition="least-squares slope of the monthly platform credit score (points/month)",
+                en="trend of the platform's credit score",
+                zh="平台信用分趋势",
+            )
     cat.add(
         f"app_prior_{wmax}m",
         col("aph", "apps", wmax),
@@ -561,6 +759,16 @@ def statements_family(statements: pl.LazyFrame, cal: WorldCalendar, payment_type
         ((f("purchases") + f("cash_advance")) > 0).cast(pl.Float64).alias("txn"),
         pl.col("statement_month").dt.month_end().alias(LAST_DATE),
     ]
+    if {"payment_date", "due_date"} <= set(schema.names()):
+        # days the payment of the month came after the previous statement's due date (0 on time / no payment)
+        prev_due = pl.col("due_date").shift(1).over("card_id", order_by="statement_month")
+        late = (pl.col("payment_date") - prev_due).dt.total_days().cast(pl.Float64).clip(lower_bound=0)
+        cols += [
+            (late > 0).cast(pl.Float64).fill_null(0).alias("late_pay"),
+            late.fill_null(0).alias("days_late"),
+        ]
+    if "reaged" in schema:
+        cols.append(pl.col("reaged").cast(pl.Float64).fill_null(0).alias("reaged"))
     for v in payment_types:
         cols.append(
             (pl.col("payment_type").cast(pl.String) == v)
@@ -729,6 +937,38 @@ def account_catalog(windows: list[int], payment_types: list[str]) -> Catalog:
             en="serious delinquency history",
             zh="逾期30天以上期数",
             direction=dirs(limit=1),
+        )
+        cat.add(
+            f"acct_late_pay_months_{w}m",
+            col("acc", "late_pay", w),
+            family="repayment",
+            window=w,
+            definition="statements whose payment came after the previous statement's due date (paid late, cured)",
+            en="late card payments",
+            zh="信用卡延迟还款期数",
+            direction=dirs(limit=1),
+            source="statements.payment_date",
+        )
+        cat.add(
+            f"acct_days_late_mean_{w}m",
+            safe_div(col("acc", "days_late", w), col("acc", "late_pay", w)),
+            family="repayment",
+            window=w,
+            definition="mean days after the due date of the late card payments (null = none)",
+            en="how late card payments are",
+            zh="信用卡平均延迟还款天数",
+            source="statements.payment_date",
+        )
+        cat.add(
+            f"acct_reaged_{w}m",
+            col("acc", "reaged", w),
+            family="delinquency",
+            window=w,
+            definition="statements on which the bank re-aged a delinquent account to current",
+            en="re-aged delinquency",
+            zh="逾期账户重新账龄化次数",
+            direction=dirs(limit=1),
+            source="statements.reaged",
         )
         cat.add(
             f"acct_dpd_mean_{w}m",

@@ -39,6 +39,8 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "limit_changes": ("customer_id", "card_id", "review_date", "old_limit", "new_limit"),
     "retention_offers": ("customer_id", "card_id", "campaign_month", "treated", "propensity"),
+    "profile_changes": ("customer_id", "change_date", "kind"),
+    "platform_scores": ("customer_id", "month", "platform_credit_score"),
 }
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"invitations": ("customer_id", "invite_date")}
 OPTIONAL_TABLES = tuple(OPTIONAL_COLUMNS)
@@ -147,6 +149,8 @@ def load_tables(raw: Path) -> dict[str, pl.LazyFrame]:
         ("sessions_monthly", "month"),
         ("bnpl_monthly", "month"),
         ("retention_offers", "campaign_month"),
+        ("profile_changes", "change_date"),
+        ("platform_scores", "month"),
     ]:
         expect_dtype(table, tables[table], col, ("date",))
     for table, col in [("statements", "credit_limit"), ("statements", "dpd"), ("orders", "amount_fen")]:

@@ -21,17 +21,11 @@ KNOWN = {
     "age": ("age in years", "年龄", dirs()),
     "city_tier": ("city tier (1 = largest cities ... 5)", "城市等级", dirs()),
     "income_band": ("self-reported/estimated income band (higher = more income)", "收入档位", dirs()),
-    "platform_tenure_months": ("months on the platform at the world's start", "平台注册时长", dirs()),
     "membership_level": ("platform membership level", "会员等级", dirs(churn=-1)),
     "paid_member": ("paid membership (1 = yes)", "付费会员", dirs(churn=-1)),
     "purchase_power": ("platform's purchase-power index (1-100)", "购买力指数", dirs()),
     "thin_file": ("no/thin credit-bureau file (1 = yes)", "征信白户/薄档", dirs()),
     "bureau_score": ("bureau-like credit score (null when thin file)", "征信评分", dirs(credit=-1, limit=-1)),
-    "platform_credit_score": (
-        "platform's own credit score from BNPL/payment history (higher = safer; less precise for new users)",
-        "平台信用分",
-        dirs(credit=-1, limit=-1),
-    ),
     "bureau_revolving_fen": (
         "revolving balance on the customer's other credit cards, from the bureau (fen; null when thin file)",
         "征信报告：他行信用卡循环余额",
@@ -77,6 +71,7 @@ def static_catalog(customers: pl.LazyFrame) -> Catalog:
                     definition=f"{c} as ordinal code {mapping}",
                     en=f"{c.replace('_', ' ')}",
                     zh=f"客户属性：{c}",
+                    source=f"customers.{c}",
                 )
             elif len(values) <= 3:
                 for v in values:
@@ -88,6 +83,7 @@ def static_catalog(customers: pl.LazyFrame) -> Catalog:
                         definition=f"1 if {c} == '{v}'",
                         en=f"{c.replace('_', ' ')} is {v}",
                         zh=f"客户属性：{c}={v}",
+                        source=f"customers.{c}",
                     )
             else:
                 mapping = {v: i for i, v in enumerate(values)}
@@ -99,6 +95,7 @@ def static_catalog(customers: pl.LazyFrame) -> Catalog:
                     definition=f"{c} as nominal integer code {mapping}",
                     en=f"{c.replace('_', ' ')} (category)",
                     zh=f"客户属性：{c}（类别编码）",
+                    source=f"customers.{c}",
                 )
         elif dt.is_numeric() or dt == pl.Boolean:
             text, zh, d = KNOWN.get(c, (f"raw customer column {c}", f"客户属性：{c}", dirs()))
@@ -108,7 +105,15 @@ def static_catalog(customers: pl.LazyFrame) -> Catalog:
                     "噪声诱饵变量（设计上无预测力）",
                 )
             cat.add(
-                f"cust_{c}", pl.col(c), family=fam, window=None, definition=text, en=text, zh=zh, direction=d
+                f"cust_{c}",
+                pl.col(c),
+                family=fam,
+                window=None,
+                definition=text,
+                en=text,
+                zh=zh,
+                direction=d,
+                source=f"customers.{c}",
             )
     return cat
 
@@ -123,4 +128,5 @@ def tenure_feature(cat: Catalog) -> None:
         en="customer tenure on the platform",
         zh="平台注册时长（至快照日）",
         direction=dirs(churn=-1),
+        source="customers.signup_date",
     )

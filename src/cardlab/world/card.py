@@ -5,10 +5,16 @@ Vectorised over customers; the only Python loop is over months. Money in fen (in
 
 Statement month m of an open card (one row per card-month after the opening month, until close):
     closing_balance = opening_balance + purchases + cash_advance + interest + fees - payments
-where ``payments`` settle the previous statement (its ``min_due``), ``interest`` = APR/12 on the part of the
-opening balance left unpaid, ``fees`` = late fee (share of the unpaid minimum) + cash-advance fee.
-DPD: a payment below the previous minimum due adds 30 days; paying at least the minimum cures to 0.
-Charge-off closes the card at 180 DPD.
+where ``payments`` (made during month m, on ``payment_date``) settle the previous statement, whose ``min_due``
+fell due on day DUE_DAY of month m; ``interest`` = APR/12 on the part of the opening balance left unpaid,
+``fees`` = late fee (share of the unpaid minimum, or of the minimum paid after its due date) + cash-advance fee.
+
+Delinquency has day resolution (behaviour.py): DPD at a statement counts the days from the due date of the
+oldest unpaid cycle to the statement's closing day, so a first missed payment shows as 8-11 DPD, then ~40,
+~70, ~100, and the card is charged off at 180+ DPD (the 7th unpaid cycle). A healthy account misses now and
+then (more often during an income shock): the episode then cures, rolls flat (the current minimum paid, the
+arrears not) or rolls on, at most to 60-89 DPD; three flat payments in a row re-age it to current. Only
+distress, absorbing, goes on to 90+ DPD and charge-off.
 """
 
 from __future__ import annotations
@@ -22,15 +28,14 @@ from cardlab.config import SimulateParams
 from cardlab.world import behaviour as bh
 from cardlab.world import oracle, policies
 from cardlab.world.calendar import macro, month_lengths, month_starts, random_day, season
-from cardlab.world.population import Population, measure
+from cardlab.world.population import Population
 from cardlab.world.streams import Stream, rng_for
 from cardlab.world.traits import Traits
 
 INVITE_CHANNELS = np.array(["app_push", "sms", "checkout_banner", "live_stream"])
-PAYMENT_TYPES = np.array(["none_due", "full", "minimum", "partial", "missed"])
+PAYMENT_TYPES = np.array(["none_due", "full", "minimum", "partial", "below_minimum", "missed"])
 HORIZON = 12
 CARD_OPEN, CARD_SILENT, CARD_DISTRESSED = 1, 2, 3  # CardWorld.card_state codes (0: no open card)
-CHARGE_OFF_DPD = 180  # a card is charged off (closed) at this DPD: 6 statements after distress onset
 
 
 @dataclass
@@ -80,6 +85,7 @@ class _Shard:
     starts: np.ndarray  # first day of each month (days since epoch)
     seas: np.ndarray  # festival factor per month
     mac: np.ndarray  # macro default-hazard multiplier per month
+    shocked: np.ndarray  # (n, months) bool: income shock under way in the month
     r_lim: np.random.Generator
     r_camp: np.random.Generator
     open_month: np.ndarray
@@ -90,6 +96,7 @@ class _Shard:
     util6: np.ndarray  # utilisation summed since the last review
     miss6: np.ndarray  # misses since the last review
     onset: np.ndarray  # distress onset month, -1 when none
+    cycles: np.ndarray  # unpaid cycles at the last statement
     lapsed: np.ndarray
     treat_mult: np.ndarray
     treat_until: np.ndarray
@@ -105,8 +112,28 @@ class _Shard:
         return self.params.economics
 
 
-def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardWorld:
-    """Run the card lifecycle for one shard's population."""
+def shock_path(pop: Population, params: SimulateParams, shard: int) -> np.ndarray:
+    """(n, months) bool: the income-shock chain of each customer (behaviour.shock_transition), started from its
+    stationary distribution before the world's first month. Drawn from its own stream, before anything else
+    that depends on it (platform behaviour, the card lifecycle, the oracle)."""
+    M = params.size.months
+    rng = rng_for(params.seed, Stream.SHOCKS, shard)
+    mac = macro(M, params.shock_month, params.shock_size)
+    z = rng.random(pop.n) < bh.stationary_shock(pop.traits.shock_entry)
+    u = rng.random((pop.n, M))
+    out = np.zeros((pop.n, M), bool)
+    for m in range(M):
+        p_in, p_out = bh.shock_transition(pop.traits.shock_entry, mac[m])
+        z = np.where(z, u[:, m] >= p_out, u[:, m] < p_in)
+        out[:, m] = z
+    return out
+
+
+def simulate_cards(
+    pop: Population, params: SimulateParams, shard: int, shocked: np.ndarray, platform_score: np.ndarray
+) -> CardWorld:
+    """Run the card lifecycle for one shard's population, given its income-shock path and the platform's
+    monthly credit scores ((n, months), -1 before sign-up)."""
     seed, M = params.seed, params.size.months
     eco = params.economics
     T = pop.traits
@@ -133,10 +160,12 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
     out = _Collector()
 
     # ---------------- invitations and applications -------------------------------------------------------
+    # a user becomes eligible INVITE_MIN_TENURE months after sign-up (not before the programme's first month)
     p_inv = policies.invite_probability(
         cols["purchase_power"].astype(float), cols["membership_level"].astype(float)
     )
-    inv_month = r_camp.geometric(p_inv) - 1
+    eligible = np.maximum(pop.signup_month + policies.INVITE_MIN_TENURE, policies.INVITE_FIRST_MONTH)
+    inv_month = eligible + r_camp.geometric(p_inv) - 1
     invited = inv_month <= M - 2
     inv_idx = np.flatnonzero(invited)
     inv_m = inv_month[inv_idx]
@@ -161,10 +190,9 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
     a_month = inv_m[applies]
     a_date = inv_date[applies] + r_camp.integers(0, 8, len(a_idx)).astype(np.int32)
     k_app = len(a_idx)
-    # the platform's own risk read-out (BNPL/order history), a noisy measurement of risk
-    platform_z = measure(r_card, T.risk[a_idx], params.signal_to_noise, 1.1)
     bureau = cols["bureau_score"][a_idx]
-    score = policies.legacy_score(bureau, platform_z)
+    # the bank reads the platform's credit score of the last month end before the application
+    score = policies.legacy_score(bureau, platform_score[a_idx, a_month - 1].astype(np.float64))
     approved = policies.approve(score, bureau, cols["age"][a_idx])
     legacy_idx = policies.legacy_initial_line(score, cols["income_band"][a_idx])
     grid = policies.INITIAL_LINE_GRID_FEN
@@ -191,13 +219,13 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
     # oracle pd at application: line = offered line (declined: the line the grid would have offered)
     app_open = np.zeros(n, dtype=np.int64)
     app_open[a_idx] = a_month
-    h_app, q_app = _hazards(a_idx, a_month + 1, line.astype(float), T, mac, app_open)
+    h_app, q_app, z_app = _hazards(T, mac, shocked, a_idx, a_month + 1, line.astype(float), app_open)
     out.add(
         "pd_true",
         customer_id=cid[a_idx],
         snapshot_date=a_date,
         kind=np.full(k_app, "application"),
-        pd_12m=oracle.pd_12m(h_app, q_app, np.ones(k_app, bool)),
+        pd_12m=oracle.pd_12m(h_app, q_app, np.ones(k_app, bool), z_app),
         line=line,
     )
 
@@ -225,13 +253,14 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
     # ---------------- monthly account loop -------------------------------------------------------------------
     B = np.zeros(n, np.int64)
     due_prev = np.zeros(n, np.int64)
-    dpd = np.zeros(n, np.int64)
+    arrears_prev = np.zeros(n, np.int64)  # the past-due part of due_prev (unpaid minimums of older cycles)
+    cycles = np.zeros(n, np.int64)  # unpaid cycles at the last statement (0 = current)
+    flat_run = np.zeros(n, np.int64)  # consecutive flat payments of a delinquent account (re-age at 3)
     onset = np.full(n, -1, np.int64)
     lapsed = np.zeros(n, bool)
     closed = np.zeros(n, bool)
     close_date = np.full(n, -1, np.int64)
     close_reason = np.full(n, "", dtype=object)
-    prev_missed = np.zeros(n, bool)
     points = np.zeros(n, np.int64)
     util6 = np.zeros(n)
     miss6 = np.zeros(n, np.int64)
@@ -260,6 +289,7 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         starts=starts,
         seas=seas,
         mac=mac,
+        shocked=shocked,
         r_lim=r_lim,
         r_camp=r_camp,
         open_month=open_month,
@@ -270,6 +300,7 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         util6=util6,
         miss6=miss6,
         onset=onset,
+        cycles=cycles,
         lapsed=lapsed,
         treat_mult=treat_mult,
         treat_until=treat_until,
@@ -295,9 +326,10 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         k = len(idx)
         mob = m - open_month[idx]
         Li = L[idx].astype(float)
-        risk, cap, mpb = T.risk[idx], T.spend_capacity_fen[idx].astype(float), T.mpb[idx]
+        cap, mpb = T.spend_capacity_fen[idx].astype(float), T.mpb[idx]
+        z_m = shocked[idx, m]
         # 1. distress onset
-        h = bh.default_hazard(risk, mac[m], Li, cap, mpb)
+        h = bh.default_hazard(T.default_logit[idx], mac[m], Li, cap, mpb, z_m)
         onset_now = (onset[idx] < 0) & (u_default[idx, m] < h)
         onset[idx[onset_now]] = m
         distressed = (onset[idx] >= 0) & (onset[idx] < m)
@@ -312,28 +344,32 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         close_now |= healthy & lapsed[idx] & (u_lapsed_close[idx, m] < bh.LAPSED_CLOSE_HAZARD)
         lapsed[idx[lapse_now]] = True
         lap = lapsed[idx]
-        # 3. payment against the previous statement
-        Bo = B[idx]
-        due = due_prev[idx]
-        transient = (
-            (r_pay.random(k) < T.p_miss[idx]) & ~prev_missed[idx] & (due > 0) & ~onset_now & ~close_now
+        # 3. payment against the previous statement (due on day DUE_DAY of this month)
+        Bo, due, arr, k0 = B[idx], due_prev[idx], arrears_prev[idx], cycles[idx]
+        P, late_paid, flat, reaged, k_new = _payments(
+            r_pay, T, idx, Bo, due, arr, k0, Li, lap, z_m, mac[m], distressed, onset_now, close_now, flat_run
         )
-        D = np.round(bh.revolve_target(Li, mpb, np.where(lap, 0.0, T.debt_need_fen[idx]))).astype(np.int64)
-        pay_rev = np.minimum(np.maximum(Bo - D, due), Bo)
-        P = np.where(distressed | transient, 0, np.where(close_now, Bo, pay_rev))
         short = np.maximum(due - P, 0)
         interest = np.round((Bo - P) * eco.apr / 12).astype(np.int64)
-        late_fee = np.where(short > 0, np.round(short * eco.late_fee_rate), 0).astype(np.int64)
+        fee_base = np.where(short > 0, short, np.where(late_paid, due, 0))
+        late_fee = np.round(fee_base * eco.late_fee_rate).astype(np.int64)
+        pay_day = np.where(
+            late_paid,
+            bh.DUE_DAY + 1 + np.floor(r_pay.random(k) * (lengths[m] - bh.DUE_DAY)),
+            1 + np.floor(r_pay.random(k) * bh.DUE_DAY),
+        ).astype(np.int64)
+        payment_date = np.where(P > 0, starts[m] + pay_day - 1, -1)
         # 4. spend
         activated = act_month[idx] <= m
         can_spend = ~distressed & ~close_now & (activated | onset_now)
         p_act = bh.active_probability(T.p_active[idx], offer_lift[idx], offer_on[idx, m])
         active = can_spend & (r_pay.random(k) < np.where(lap, bh.LAPSED_ACTIVE, p_act))
         noise = np.exp(bh.SPEND_SIGMA * r_pay.standard_normal(k) - bh.SPEND_SIGMA**2 / 2)
-        want = bh.spend_mean(cap, Li) * seas[m] * noise
+        want = bh.spend_mean(cap, Li) * seas[m] * noise * np.where(z_m, bh.SHOCK_SPEND, 1.0)
         carried = Bo - P + interest + late_fee
         avail = np.maximum(L[idx] - carried, 0)
         # revolvers below their target balance borrow to consume: half the gap is spent this month
+        D = np.round(bh.revolve_target(Li, mpb, np.where(lap, 0.0, T.debt_need_fen[idx]))).astype(np.int64)
         gap = np.where(T.revolver[idx] & ~lap, np.maximum(D - carried, 0), 0)
         want = want + bh.BUILD_UP_SPEED * gap
         purch = np.where(active, np.minimum(np.round(want), avail), 0).astype(np.int64)
@@ -352,18 +388,21 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
         cash_fee = np.round(cash * eco.cash_advance_fee_rate).astype(np.int64)
         fees = late_fee + cash_fee
         closing = Bo + purchases + cash + interest + fees - P
+        carry = np.where(reaged, 0, short)  # re-ageing forgives the past-due status (not the balance)
         min_due = np.where(
             closing <= 0,
             0,
             np.minimum(
                 closing,
                 np.maximum(
-                    np.round(closing * eco.min_due_rate).astype(np.int64) + short, eco.min_due_floor_fen
+                    np.round(closing * eco.min_due_rate).astype(np.int64) + carry, eco.min_due_floor_fen
                 ),
             ),
         )
-        dpd_new = np.where((due > 0) & (due > P), dpd[idx] + 30, 0)
-        ptype = np.select([due == 0, Bo <= P, due == P, due < P], [0, 1, 2, 3], default=4)
+        # DPD at the closing day: from the due date of the oldest unpaid cycle (k_new cycles unpaid)
+        oldest_due = starts[np.maximum(m - k_new + 1, 0)] + bh.DUE_DAY - 1
+        dpd_new = np.where(k_new > 0, starts[m] + lengths[m] - 1 - oldest_due, 0)
+        ptype = np.select([due == 0, Bo <= P, due == P, due < P, P > 0], [0, 1, 2, 3, 4], default=5)
         earned = np.round(purchases * eco.reward_rate + p_plat * eco.platform_reward_bonus).astype(np.int64)
         redeemed = np.round(points[idx] * redeem_rate[idx] * (r_pay.random(k) < 0.5)).astype(np.int64)
         points[idx] += earned - redeemed
@@ -392,22 +431,25 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
             rewards_earned=earned,
             rewards_redeemed=redeemed,
             min_due=min_due,
+            due_date=np.where(min_due > 0, starts[m + 1] + bh.DUE_DAY - 1, -1),
             payments=P,
+            payment_date=payment_date,
             closing_balance=closing,
             dpd=dpd_new.astype(np.int32),
             payment_type=PAYMENT_TYPES[ptype],
+            reaged=reaged,
             _months_on_book=mob,
         )
         platform_spend[idx, m] = p_plat
         card_state[idx, m] = np.select([onset[idx] >= 0, lap], [CARD_DISTRESSED, CARD_SILENT], CARD_OPEN)
 
-        B[idx], due_prev[idx], dpd[idx] = closing, min_due, dpd_new
-        prev_missed[idx] = due > P
+        B[idx], due_prev[idx], arrears_prev[idx], cycles[idx] = closing, min_due, carry, k_new
+        flat_run[idx] = np.where(flat & ~reaged, flat_run[idx] + 1, 0)
         util6[idx] += closing / np.maximum(Li, 1)
         miss6[idx] += due > P
         act_hist[idx] = np.column_stack([act_hist[idx, 1:], active])
         # 5. closures
-        co = dpd_new >= CHARGE_OFF_DPD
+        co = dpd_new >= bh.CHARGE_OFF_DPD
         vol = close_now
         ci = idx[co | vol]
         closed[ci] = True
@@ -474,30 +516,77 @@ def simulate_cards(pop: Population, params: SimulateParams, shard: int) -> CardW
     return world
 
 
+def _payments(r_pay, T, idx, Bo, due, arr, k0, line, lapsed, shocked, macro_m, distressed, onset_now, closing,
+              flat_run):  # fmt: skip
+    """This month's payment against the previous statement (minimum ``due``, of which ``arr`` past due, ``k0``
+    unpaid cycles). Returns (payment, paid after the due date, flat payment, re-aged, unpaid cycles after it).
+
+    A distressed account pays nothing. An account closing pays its balance off; one entering distress this
+    month still pays in full (so its 90+ DPD comes exactly ONSET_TO_90DPD statements later). A current account
+    misses with its transient-miss probability (x SHOCK_MISS_MULT in a shock, x macro stress); otherwise it pays
+    at least the minimum (a revolver keeps its target balance), after the due date with its late-payment
+    probability. A delinquent healthy account cures (pays all past due), rolls flat (pays the current cycle's
+    minimum only; REAGE_AFTER flats in a row re-age it) or misses again, by TRANSIENT_CURE / TRANSIENT_FLAT of
+    its cycle count (cures are rarer during a shock); a transient episode never rolls past 3 cycles."""
+    k = len(idx)
+    u1, u2 = r_pay.random(k), r_pay.random(k)
+    healthy = ~distressed & ~onset_now & ~closing
+    p_miss = np.minimum(T.p_miss[idx] * np.where(shocked, bh.SHOCK_MISS_MULT, 1.0) * macro_m, 0.9)
+    miss_new = healthy & (k0 == 0) & (due > 0) & (u1 < p_miss)
+    episode = healthy & (k0 > 0)
+    kk = np.clip(k0, 1, 3) - 1
+    cure_p = np.asarray(bh.TRANSIENT_CURE)[kk] * np.where(shocked, bh.SHOCK_CURE_MULT, 1.0)
+    flat_p = np.where(k0 >= 3, 1.0 - cure_p, np.asarray(bh.TRANSIENT_FLAT)[kk])
+    cure = episode & (u1 < cure_p)
+    flat = episode & ~cure & (u1 < cure_p + flat_p)
+    miss = miss_new | (episode & ~cure & ~flat)
+    target = bh.revolve_target(line, T.mpb[idx], np.where(lapsed, 0.0, T.debt_need_fen[idx]))
+    pay_rev = np.minimum(np.maximum(Bo - np.round(target).astype(np.int64), due), Bo)
+    P = np.select([distressed | miss, closing, flat], [0, Bo, due - arr], pay_rev)
+    p_late = np.minimum(T.p_late[idx] * np.where(shocked, bh.SHOCK_LATE_MULT, 1.0), 0.9)
+    late_paid = (P > 0) & (due > 0) & ~closing & (u2 < p_late)
+    reaged = flat & (flat_run[idx] + 1 >= bh.REAGE_AFTER)
+    k_new = np.select([due == 0, due <= P, reaged, flat], [0, 0, 0, k0], k0 + 1)
+    return P.astype(np.int64), late_paid, flat, reaged, k_new
+
+
 def _hazards(
+    T: Traits,
+    mac: np.ndarray,
+    shocked: np.ndarray,
     pos: np.ndarray,
     first_month: int | np.ndarray,
     line: np.ndarray,
-    T,
-    mac: np.ndarray,
     open_month: np.ndarray,
     treat: np.ndarray | None = None,
     horizon: int = HORIZON,
-):
-    """Default and churn hazards (k x horizon) for months first_month .. first_month+horizon-1; ``line`` (k,)
-    held over the horizon or (k x horizon) per month."""
+) -> tuple[np.ndarray, np.ndarray, oracle.ShockChain]:
+    """Distress hazards (k x horizon x 2: normal / shocked), churn hazards (k x horizon) and the income-shock
+    chain for months first_month .. first_month+horizon-1, starting from the factual shock state of month
+    first_month - 1; ``line`` (k,) held over the horizon or (k x horizon) per month."""
     k = len(pos)
-    h = np.empty((k, horizon))
+    h = np.empty((k, horizon, 2))
     q = np.empty((k, horizon))
+    p_in = np.empty((k, horizon))
     for j in range(horizon):
         t = first_month + j
         line_t = line[:, j] if np.ndim(line) == 2 else line
-        h[:, j] = bh.default_hazard(T.risk[pos], mac[t], line_t, T.spend_capacity_fen[pos], T.mpb[pos])
+        for z in (0, 1):
+            h[:, j, z] = bh.default_hazard(
+                T.default_logit[pos],
+                mac[t],
+                line_t,
+                T.spend_capacity_fen[pos],
+                T.mpb[pos],
+                bool(z),
+            )
+        p_in[:, j] = bh.shock_transition(T.shock_entry[pos], mac[t])[0]
         tm = 1.0 if treat is None else treat[:, j]
         q[:, j] = bh.churn_hazard(
             T.churn_propensity[pos], T.engagement[pos], T.reward_sensitivity[pos], t - open_month[pos], tm
         )
-    return h, q
+    z0 = shocked[pos, np.asarray(first_month) - 1]
+    return h, q, oracle.ShockChain(z0, p_in, bh.SHOCK_EXIT)
 
 
 def _economics(
@@ -514,30 +603,45 @@ def _economics(
     revolving_start,
     start_state=None,
     can_txn=None,
+    start_cycles=None,
 ):
     """Expected 12-month outcomes of holding ``option_line`` from month m+1 (closed form, see oracle.py)."""
     T, seas, eco = s.T, s.seas, s.eco
     line = option_line.astype(float)
-    h, q = _hazards(pos, np.asarray(m) + 1, line, T, s.mac, s.open_month)
+    h, q, chain = _hazards(T, s.mac, s.shocked, pos, np.asarray(m) + 1, line, s.open_month)
     k = len(pos)
     spend_base = bh.spend_mean(T.spend_capacity_fen[pos].astype(float), line)
     months = np.broadcast_to(np.asarray(m), (k,))
     spend_fen = spend_base[:, None] * seas[months[:, None] + 1 + np.arange(HORIZON)[None, :]]
     rev_target = bh.revolve_target(line, T.mpb[pos], T.debt_need_fen[pos])
     spend, rev = oracle.expected_path(
-        h, q, T.p_active[pos], activation, spend_fen, rev_target, revolving_start, line, start_state, can_txn
+        h,
+        q,
+        chain,
+        T.p_active[pos],
+        activation,
+        spend_fen,
+        rev_target,
+        revolving_start,
+        line,
+        start_state,
+        can_txn,
+        _miss_probability(T, s.mac, pos, np.asarray(m) + 1),
+        start_cycles,
     )
     spend_12 = spend.sum(1)
     rev_avg = rev.mean(1)
     interest = rev.sum(1) * eco.apr / 12
-    fees = (T.p_miss[pos][:, None] * eco.late_fee_rate * np.maximum(eco.min_due_rate * (rev + spend), 0)).sum(
-        1
-    )
+    fees = (
+        (T.p_miss + T.p_late)[pos][:, None]
+        * eco.late_fee_rate
+        * np.maximum(eco.min_due_rate * (rev + spend), 0)
+    ).sum(1)
     plat = 0.25 + 0.4 * expit(T.engagement[pos])
     interchange = spend_12 * eco.interchange_rate
     rewards = spend_12 * (eco.reward_rate + eco.platform_reward_bonus * plat)
     funding = (rev + spend).sum(1) * eco.funding_rate_annual / 12
-    pd = oracle.pd_12m(h, q, start_active)
+    pd = oracle.pd_12m(h, q, start_active, chain)
     default = _replay_default(s, pos, months, h, q, start_active)
     ead = bh.DRAWDOWN_SHARE * line
     loss = pd * eco.lgd * ead
@@ -565,6 +669,14 @@ def _economics(
     )
 
 
+def _miss_probability(T: Traits, mac: np.ndarray, pos: np.ndarray, first_month) -> np.ndarray:
+    """(k x HORIZON x 2) transient-miss probability of a current account in each horizon month, normal /
+    shocked (as card._payments draws it)."""
+    months = np.asarray(first_month)[..., None] + np.arange(HORIZON)
+    base = T.p_miss[pos][:, None] * np.broadcast_to(mac[months], (len(pos), HORIZON))
+    return np.minimum(np.stack([base, base * bh.SHOCK_MISS_MULT], axis=-1), 0.9)
+
+
 def _replay_default(s: _Shard, pos, months, h, q, start_active) -> np.ndarray:
     """Realised 90+ DPD within 12 statements (distress onset in the first PD_ONSET_WINDOW months after month
     ``months``) under the option's hazards ``h``/``q``, replayed with the factual uniforms (oracle.replay_onset):
@@ -573,8 +685,10 @@ def _replay_default(s: _Shard, pos, months, h, q, start_active) -> np.ndarray:
     M = s.u_default.shape[1]
     cols = np.minimum(months[:, None] + 1 + np.arange(W)[None, :], M - 1)
     rows = pos[:, None]
+    # the hazard at the factual shock state of each month (the shock path does not depend on the line)
+    h_fact = np.take_along_axis(h[:, :W], s.shocked[rows, cols].astype(np.int64)[:, :, None], axis=2)[:, :, 0]
     onset = oracle.replay_onset(
-        h[:, :W],
+        h_fact,
         q[:, :W],
         s.u_default[rows, cols],
         s.u_churn[rows, cols],
@@ -636,8 +750,8 @@ def _review(s: _Shard, pos, m, in_arrears):
     active = ~s.lapsed[pos]
     state = np.where(already, oracle.DISTRESSED, np.where(active, oracle.ACTIVE, oracle.SILENT))
     can_txn = s.act_month[pos, None] <= m + 1 + np.arange(HORIZON)[None, :]
-    h, q = _hazards(pos, m + 1, new.astype(float), T, s.mac, s.open_month)
-    pd = np.where(already, 1.0, oracle.pd_12m(h, q, active))
+    h, q, chain = _hazards(T, s.mac, s.shocked, pos, m + 1, new.astype(float), s.open_month)
+    pd = np.where(already, 1.0, oracle.pd_12m(h, q, active, chain))
     out.add(
         "pd_true", customer_id=cid[pos], snapshot_date=date, kind=np.full(k, "review"), pd_12m=pd, line=new
     )
@@ -657,6 +771,7 @@ def _review(s: _Shard, pos, m, in_arrears):
             revolving_now,
             state,
             can_txn,
+            s.cycles[pos],
         )
         rows = out.parts["limit_potential"][-1]
         rows["pd_12m"] = np.where(already, 1.0, rows["pd_12m"])
@@ -696,16 +811,16 @@ def _churn_true(s: _Shard, pos, m, state):
     on = offer_on[pos[:, None], months[None, :]]
     treat = np.where(on, np.exp(-T.retention_response[pos])[:, None], 1.0)
     line = s.line_path[pos[:, None], months[None, :]].astype(float)
-    h, q = _hazards(pos, m + 1, line, T, s.mac, s.open_month, treat, horizon)
+    h, q, chain = _hazards(T, s.mac, s.shocked, pos, m + 1, line, s.open_month, treat, horizon)
     o = s.onset[pos]
     can_txn = s.act_month[pos, None] <= months[None, :]
     lift = bh.offer_activity_lift(T.reward_sensitivity[pos], T.retention_response[pos])
     p_act = bh.active_probability(T.p_active[pos, None], lift[:, None], on)
-    p_label, _ = oracle.churn_label_prob(h, q, p_act, can_txn, state, gap=1)
+    p_label, _ = oracle.churn_label_prob(h, q, chain, p_act, can_txn, state, gap=1)
     # a distressed account at m: onset o <= m (later onsets are part of the recursion)
-    charged_off = (state == oracle.DISTRESSED) & (o + CHARGE_OFF_DPD // 30 <= m + horizon)
+    charged_off = (state == oracle.DISTRESSED) & (o + bh.CHARGE_OFF_CYCLES <= m + horizon)
     p_label = np.where(charged_off, np.nan, p_label)
-    p_event = np.where(state == oracle.ACTIVE, oracle.churn_window(h, q, first=1), np.nan)
+    p_event = np.where(state == oracle.ACTIVE, oracle.churn_window(h, q, 1, chain), np.nan)
     s.out.add(
         "churn_true",
         customer_id=s.cid[pos],
@@ -754,13 +869,14 @@ def _retention(s: _Shard, pos, m, active3):
     # per arm (no offer / offer): hazards over the effect months, then the churn event and the label
     qs, ps, pl_ = [], [], []
     for arm_on, a_mult in ((False, np.ones(k)), (True, mult1)):
-        h, q = _hazards(
-            pos, m + 1, s.L[pos].astype(float), T, s.mac, s.open_month, np.repeat(a_mult[:, None], H, 1), H
+        treat = np.repeat(a_mult[:, None], H, 1)
+        h, q, chain = _hazards(
+            T, s.mac, s.shocked, pos, m + 1, s.L[pos].astype(float), s.open_month, treat, H
         )
         qs.append(q)
-        ps.append(oracle.churn_window(h, q, first=0))
+        ps.append(oracle.churn_window(h, q, 0, chain))
         p_act = bh.active_probability(T.p_active[pos], lift, arm_on)
-        pl_.append(oracle.churn_label_prob(h, q, p_act, can_txn, state, gap=0)[0])
+        pl_.append(oracle.churn_label_prob(h, q, chain, p_act, can_txn, state, gap=0)[0])
     out.add(
         "retention_truth",
         customer_id=cid[pos],

@@ -18,6 +18,9 @@ BUREAU_CUTOFF = 560
 SCORE_BAND_CUTS = (620, 660, 700, 740)  # legacy score bands 0..4
 RETENTION_CAMPAIGN_EVERY = 3  # months between retention campaigns
 RETENTION_FIRST_MONTH = 6
+INVITE_MIN_TENURE = 3  # months on the platform before a user can be invited
+INVITE_FIRST_MONTH = 3  # the programme's first invitations (the platform score needs some in-world history)
+PLATFORM_SCORE_CENTER, PLATFORM_SCORE_SCALE = 645.0, 55.0  # how the bank standardises the platform score
 
 
 def invite_probability(purchase_power: np.ndarray, membership_level: np.ndarray) -> np.ndarray:
@@ -25,10 +28,12 @@ def invite_probability(purchase_power: np.ndarray, membership_level: np.ndarray)
     return 0.09 * expit(-0.3 + 0.04 * (purchase_power - 50) + 0.3 * (membership_level - 2))
 
 
-def legacy_score(bureau_score: np.ndarray, platform_z: np.ndarray) -> np.ndarray:
-    """The partner bank's application score (int, higher = safer) from bureau and platform data.
-    Thin-file applicants are scored on platform data only."""
+def legacy_score(bureau_score: np.ndarray, platform_score: np.ndarray) -> np.ndarray:
+    """The partner bank's application score (int, higher = safer) from the bureau score and the platform's
+    credit score of the last month end (both observable). Thin-file applicants are scored on the platform
+    score only."""
     bureau_z = (680.0 - bureau_score) / 60.0
+    platform_z = (PLATFORM_SCORE_CENTER - platform_score) / PLATFORM_SCORE_SCALE
     z = np.where(np.isnan(bureau_z), platform_z, 0.6 * np.nan_to_num(bureau_z) + 0.4 * platform_z)
     return np.clip(np.round(660 - 50 * z), 300, 900).astype(np.int32)
 

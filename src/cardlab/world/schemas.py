@@ -27,7 +27,6 @@ RAW: dict[str, list[tuple]] = {
         ("income_band", I8, False),
         ("occupation", STR, False),
         ("education", STR, False),
-        ("platform_tenure_months", I16, False),
         ("membership_level", I8, False),
         ("paid_member", BOOL, False),
         ("purchase_power", I16, False),
@@ -36,7 +35,6 @@ RAW: dict[str, list[tuple]] = {
         ("acquisition_channel", STR, False),
         ("partner_bank", STR, False),
         ("device_price_band", I8, False),
-        ("platform_credit_score", I16, False),
         ("bureau_revolving_fen", I64, N),
         ("bureau_card_utilisation", F64, N),
     ],
@@ -48,6 +46,7 @@ RAW: dict[str, list[tuple]] = {
         ("amount_fen", I64, False),
         ("discount_fen", I64, False),
         ("returned", BOOL, False),
+        ("cancelled", BOOL, False),
         ("paid_with", STR, False),
         ("late_night", BOOL, False),
     ],
@@ -58,6 +57,8 @@ RAW: dict[str, list[tuple]] = {
         ("web_sessions", I32, False),
         ("mini_program_sessions", I32, False),
         ("clicks", I32, False),
+        ("credit_page_visits", I32, False),
+        ("price_compare_sessions", I32, False),
         ("card_page_visits", I32, False),
     ],
     "bnpl_plans": [
@@ -73,7 +74,18 @@ RAW: dict[str, list[tuple]] = {
         ("month", DATE, False),
         ("due_fen", I64, False),
         ("paid_fen", I64, False),
+        ("days_late", I32, False),
         ("overdue_days", I32, False),
+    ],
+    "profile_changes": [
+        ("customer_id", I64, False),
+        ("change_date", DATE, False),
+        ("kind", STR, False),
+    ],
+    "platform_scores": [
+        ("customer_id", I64, False),
+        ("month", DATE, False),
+        ("platform_credit_score", I16, False),
     ],
     "invitations": [
         ("customer_id", I64, False),
@@ -118,10 +130,13 @@ RAW: dict[str, list[tuple]] = {
         ("rewards_earned", I64, False),
         ("rewards_redeemed", I64, False),
         ("min_due", I64, False),
+        ("due_date", DATE, N),
         ("payments", I64, False),
+        ("payment_date", DATE, N),
         ("closing_balance", I64, False),
         ("dpd", I32, False),
         ("payment_type", STR, False),
+        ("reaged", BOOL, False),
     ],
     "limit_changes": [
         ("customer_id", I64, False),
@@ -146,18 +161,29 @@ ORACLE: dict[str, list[tuple]] = {
     "traits": [
         ("customer_id", I64, False),
         ("risk", F64, False),
+        ("default_logit", F64, False),
         ("income_volatility", F64, False),
         ("spend_capacity_fen", I64, False),
         ("engagement", F64, False),
         ("reward_sensitivity", F64, False),
+        ("borrow", F64, False),
         ("mpb", F64, False),
         ("revolver", BOOL, False),
         ("debt_need_fen", F64, False),
+        ("bnpl_user", BOOL, False),
         ("churn_propensity", F64, False),
         ("retention_response", F64, False),
         ("p_miss", F64, False),
+        ("p_late", F64, False),
         ("p_active", F64, False),
         ("p_activate", F64, False),
+        ("shock_entry", F64, False),
+        ("visit_propensity", F64, False),
+    ],
+    "shock_path": [
+        ("customer_id", I64, False),
+        ("month", DATE, False),
+        ("shocked", BOOL, False),
     ],
     "pd_true": [
         ("customer_id", I64, False),
@@ -275,6 +301,7 @@ _NONNEG = {
     "principal_fen",
     "due_fen",
     "paid_fen",
+    "days_late",
     "overdue_days",
     "credit_limit",
     "opening_balance",
@@ -300,6 +327,9 @@ _NONNEG = {
     "mini_program_sessions",
     "clicks",
     "card_page_visits",
+    "credit_page_visits",
+    "price_compare_sessions",
+    "platform_credit_score",
     "bureau_revolving_fen",
 }
 _ISIN = {
@@ -309,7 +339,8 @@ _ISIN = {
     ("bnpl_plans", "instalments"): [1, 3, 6, 12],
     ("applications", "limit_cell"): ["grid", "test"],
     ("cards", "close_reason"): ["voluntary", "charge_off"],
-    ("statements", "payment_type"): ["none_due", "full", "minimum", "partial", "missed"],
+    ("statements", "payment_type"): ["none_due", "full", "minimum", "partial", "below_minimum", "missed"],
+    ("profile_changes", "kind"): ["delivery_address", "phone_number"],
     ("limit_changes", "cell"): ["legacy", "test"],
     ("retention_offers", "arm"): ["control", "random", "targeted"],
     ("churn_true", "state"): ["active", "silent", "distressed"],
@@ -353,7 +384,14 @@ def raw_schema(table: str, n_decoys: int = 0) -> pa.DataFrameSchema:
                 ),
                 name="purchases_sum",
             ),
-            pa.Check(lambda d: d.lazyframe.select(pl.col("dpd") % 30 == 0), name="dpd_steps_of_30"),
+            # day resolution: a delinquent account is at least 8 days past due (a month's days after DUE_DAY)
+            pa.Check(
+                lambda d: d.lazyframe.select((pl.col("dpd") == 0) | (pl.col("dpd") >= 8)), name="dpd_days"
+            ),
+            pa.Check(
+                lambda d: d.lazyframe.select(pl.col("payment_date").is_null() == (pl.col("payments") == 0)),
+                name="payment_date_iff_payment",
+            ),
         ]
     if table == "applications":
         frame_checks = [

@@ -21,9 +21,10 @@ from rich.progress import Progress
 from cardlab.artifacts import atomic_children, dir_digest, write_json, write_parquet
 from cardlab.config import PRESETS, SimulateParams
 from cardlab.world import schemas
-from cardlab.world.card import simulate_cards
+from cardlab.world.calendar import month_starts
+from cardlab.world.card import shock_path, simulate_cards
 from cardlab.world.drivers import true_drivers
-from cardlab.world.ecommerce import simulate_ecommerce
+from cardlab.world.ecommerce import finish_platform, simulate_platform
 from cardlab.world.population import draw_population
 from cardlab.world.realism import realism_report
 from cardlab.world.streams import Stream, rng_for
@@ -47,16 +48,21 @@ def simulate_shard(params: SimulateParams, shard: int, n: int, tmp: Path) -> dic
         first_id,
         n,
         params.start_month,
+        size.months,
         params.signal_to_noise,
         params.n_decoys,
     )
-    cards = simulate_cards(pop, params, shard)
-    shop = simulate_ecommerce(
-        pop, params, shard, cards.platform_spend, cards.activation_day, cards.card_state
+    # the income-shock path first: platform behaviour, the card lifecycle and the oracle all depend on it
+    shocked = shock_path(pop, params, shard)
+    platform = simulate_platform(pop, params, shard, shocked)
+    cards = simulate_cards(pop, params, shard, shocked, platform.score)
+    shop = finish_platform(
+        platform, pop, params, shard, shocked, cards.platform_spend, cards.activation_day, cards.card_state
     )
     raw = {"customers": pop.columns, **shop, **cards.raw}
     oracle = dict(cards.oracle)
     oracle["traits"] = {"customer_id": pop.columns["customer_id"], **pop.traits.columns()}
+    oracle["shock_path"] = _shock_rows(pop, params, shocked)
     counts: dict[str, int] = {}
     part = f"part-{shard:05d}.parquet"
     for name in RAW_TABLES:
@@ -70,6 +76,18 @@ def simulate_shard(params: SimulateParams, shard: int, n: int, tmp: Path) -> dic
         write_parquet(table, tmp / "oracle" / name / part)
         counts[f"oracle/{name}"] = table.num_rows
     return counts
+
+
+def _shock_rows(pop, params: SimulateParams, shocked: np.ndarray) -> dict[str, np.ndarray]:
+    """Oracle rows of the income-shock path: one per customer-month from sign-up, with the state."""
+    M = params.size.months
+    live = np.arange(M)[None, :] >= pop.signup_month[:, None]
+    rows = np.flatnonzero(live.ravel())
+    return {
+        "customer_id": np.repeat(pop.columns["customer_id"], M)[rows],
+        "month": np.tile(month_starts(params.start_month, M)[:M], pop.n)[rows],
+        "shocked": shocked.ravel()[rows],
+    }
 
 
 def _version(pkg: str) -> str:

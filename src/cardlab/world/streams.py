@@ -26,6 +26,9 @@ class Stream(IntEnum):
     LIMITS = 10
     PAYMENTS = 11
     CARD_ORDERS = 12
+    SHOCKS = 13
+    PROFILE = 14
+    CARD_PAGE = 15
 
 
 def rng_for(seed: int, stream: Stream, shard: int) -> np.random.Generator:
