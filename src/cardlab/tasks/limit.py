@@ -465,7 +465,10 @@ def predict_responses(models: dict, meta: dict, df: pd.DataFrame, lines: np.ndar
     X = np.repeat(base, k, axis=0)
     treat = treatment_columns(lines.reshape(-1), np.repeat(before, k))
     X = np.column_stack([X, *(treat[t].astype("float32") for t in TREAT)])
-    frame = pd.DataFrame(X, columns=[*names, *TREAT])[meta["features"]]
+    # the models' column order as one float32 matrix: XGBoost reads it without a per-column pandas
+    # conversion (the decision service calls this for one application at a time)
+    cols = [*names, *TREAT]
+    frame = np.ascontiguousarray(X[:, [cols.index(f) for f in meta["features"]]], dtype=np.float32)
     log_line = np.log(np.maximum(lines.reshape(-1), 1.0))
     out = {}
     for m, booster in models.items():
