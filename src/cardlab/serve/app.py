@@ -33,13 +33,13 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cardlab.serve.engine import DECISIONS, Application, DecisionEngine, DecisionError
 from cardlab.serve.log import DecisionLog, IdempotencyConflict, Record, open_log
 
 log = logging.getLogger("cardlab.serve")
 
-KEY_PATTERN = r"^[A-Za-z0-9._:-]{8,128}$"
 PERSONAL = ("mobile", "id_number")  # validated, never stored, never echoed
 ROUTES = ("/v1/decisions", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1,
@@ -76,13 +76,25 @@ class DecisionRequest(BaseModel):
         description="ISO date of the application; features use complete months before it"
     )
     legacy_score: int | None = Field(None, ge=0, le=1000, description="the bank's legacy application score")
-    partner_bank: str | None = Field(None, pattern=r"^[a-z0-9_]{1,32}$", description="partner bank code")
-    mobile: str | None = Field(None, pattern=r"^1[0-9]{10}$", description="personal: validated, never stored")
+    partner_bank: str | None = Field(
+        None, min_length=1, max_length=32, description="partner bank code (an unknown bank scores as missing)"
+    )
+    mobile: str | None = Field(
+        None,
+        pattern=r"^1[0-9]{10}",
+        min_length=11,
+        max_length=11,
+        description="personal: validated, never stored",
+    )
     id_number: str | None = Field(
-        None, pattern=r"^[0-9]{17}[0-9X]$", description="personal: validated, never stored"
+        None,
+        pattern=r"^[0-9]{17}[0-9X]",
+        min_length=18,
+        max_length=18,
+        description="personal: validated, never stored",
     )
     idempotency_key: str | None = Field(
-        None, pattern=KEY_PATTERN, description="or the Idempotency-Key header"
+        None, min_length=8, max_length=128, description="opaque retry key (or the Idempotency-Key header)"
     )
     return_features: bool = Field(False, description="include the model inputs (audit, skew checks)")
 
@@ -351,7 +363,14 @@ def create_app(settings: Settings, *, engine: DecisionEngine | None = None) -> F
         metrics.errors.labels("invalid_request").inc()
         return _error(422, "invalid_request", detail)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # e.g. a body that is not UTF-8 JSON (400), an unknown path (404), a wrong method (405)
+        codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), exc.headers)
+
     responses = {
+        400: {"model": ErrorResponse, "description": "the body is not parseable (not UTF-8 JSON)"},
         404: {"model": ErrorResponse, "description": "unknown customer or no feature snapshot for the date"},
         409: {"model": ErrorResponse, "description": "idempotency key reused for a different request"},
         413: {"model": ErrorResponse, "description": "request body too large"},
@@ -363,14 +382,13 @@ def create_app(settings: Settings, *, engine: DecisionEngine | None = None) -> F
     async def decide(
         body: DecisionRequest,
         idempotency_key: Annotated[
-            str | None, Header(alias="Idempotency-Key", pattern=KEY_PATTERN, description="retry-safe key")
+            str | None, Header(alias="Idempotency-Key", max_length=128, description="opaque retry key")
         ] = None,
     ):
         """Decide one application; a retry with the same idempotency key returns the logged decision."""
         tick = time.perf_counter()
-        if idempotency_key and body.idempotency_key and idempotency_key != body.idempotency_key:
-            return _error(422, "invalid_request", "Idempotency-Key header and body idempotency_key differ")
-        key = idempotency_key or body.idempotency_key or uuid.uuid4().hex
+        # the header (the IETF Idempotency-Key draft) wins over the body field; none: a fresh key (no retry)
+        key = (idempotency_key or "").strip() or body.idempotency_key or uuid.uuid4().hex
         sha = request_sha256(body)
         prior = state.log.get(key)
         if prior is not None:

@@ -107,12 +107,6 @@ class DecisionEngine:
                 f"{store.month_start(store.today).strftime('%Y-%m')} (today) and replay rows for the "
                 f"applications of {replay}",
             )
-        if app.partner_bank is not None and app.partner_bank not in self.partner_banks:
-            raise DecisionError(
-                422,
-                "unknown_partner_bank",
-                f"partner_bank must be one of {sorted(self.partner_banks)}",
-            )
         fields = {"legacy_score": app.legacy_score, "partner_bank": app.partner_bank}
         request = self.online.request_values(app.application_date, row, fields)
         x_credit = self.online.vector(self.credit_plan, row, request, t)
