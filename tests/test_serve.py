@@ -11,39 +11,11 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-import uvicorn
 
 from cardlab.serve.app import Metrics, Settings, build_engine, create_app
-from cardlab.serve.harness import free_port, pipeline_versions
+from cardlab.serve.harness import ThreadedServer, pipeline_versions
 
 pytestmark = pytest.mark.slow
-
-TODAY = "2026-01-05"  # replaced by the store's "today" month in the fixture
-
-
-class _Server:
-    """uvicorn in a thread (lifespan on), stopped at teardown."""
-
-    def __init__(self, app) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise TimeoutError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def _settings(root, tmp, **kw) -> Settings:
@@ -67,7 +39,7 @@ def service(pipeline_root, tmp_path_factory):
     customer = int(
         store._con.execute("SELECT customer_id FROM rows WHERE t = ? LIMIT 1", (store.today,)).fetchone()[0]
     )
-    with _Server(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+    with ThreadedServer(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
         yield SimpleNamespace(
             client=client,
             url=srv.url,
@@ -198,7 +170,7 @@ def test_openapi_page(service):
 def test_a_model_that_fails_to_load_keeps_readyz_false(pipeline_root, tmp_path, credit):
     versions = pipeline_versions(pipeline_root)
     app = create_app(_settings(pipeline_root, tmp_path, credit=credit, limit=versions["limit"]))
-    with _Server(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+    with ThreadedServer(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         deadline = time.monotonic() + 60
         while True:
             ready = c.get("/readyz")
