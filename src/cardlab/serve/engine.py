@@ -130,38 +130,38 @@ class DecisionEngine:
         """Top-k reason groups: adverse only (declines, referrals: the batch's reason codes), or for approvals
         the largest groups either way (favourable ones pushing the PD down, adverse ones up)."""
         sv = S.tree_shap(self.credit.booster, x32, self.credit.features, nthread=1)
-        found = self._reason_rows(sv.values, "adverse")
-        if not adverse:
-            found = sorted(
-                found + self._reason_rows(-sv.values, "favourable"), key=lambda r: -abs(r["contribution"])
-            )[: self.top_k]
-            for i, r in enumerate(found, start=1):
-                r["rank"] = i
-        return found
-
-    def _reason_rows(self, values: np.ndarray, direction: str) -> list[dict]:
+        # one reason_table call: row 0 = the adverse reading, row 1 (approvals) = the favourable one
+        values = sv.values if adverse else np.vstack([sv.values, -sv.values])
         table = R.reason_table(
             values,
             self.credit.features,
-            pd.DataFrame(index=range(len(values))),
+            pd.DataFrame({"_src": range(len(values))}),
             self.credit.groups,
             self.store.dictionary,
             self.top_k,
         )
-        sign = 1.0 if direction == "adverse" else -1.0
-        cols = {c: table[c].tolist() for c in table.columns}
-        return [
-            {
-                "rank": int(cols["rank"][i]),
-                "group": cols["reason_group"][i],
-                "feature": cols["feature"][i],
-                "direction": direction,
-                "contribution": sign * float(cols["contribution"][i]),
-                "zh": cols["reason_zh"][i],
-                "en": cols["reason_en"][i],
-            }
-            for i in range(len(table))
-        ]
+        cols = {c: table[c].tolist() for c in ("rank", "reason_group", "feature", "contribution")}
+        cols |= {c: table[c].tolist() for c in ("reason_zh", "reason_en")}
+        source = table["_src"].tolist()
+        found = []
+        for i in range(len(table)):
+            favourable = source[i] == 1
+            found.append(
+                {
+                    "rank": int(cols["rank"][i]),
+                    "group": cols["reason_group"][i],
+                    "feature": cols["feature"][i],
+                    "direction": "favourable" if favourable else "adverse",
+                    "contribution": (-1.0 if favourable else 1.0) * float(cols["contribution"][i]),
+                    "zh": cols["reason_zh"][i],
+                    "en": cols["reason_en"][i],
+                }
+            )
+        if not adverse:
+            found = sorted(found, key=lambda r: -abs(r["contribution"]))[: self.top_k]
+            for i, r in enumerate(found, start=1):
+                r["rank"] = i
+        return found
 
     def line(self, x_limit: np.ndarray) -> dict:
         """The first line (yuan) by the shadow-price rule, with its predicted PD and profit."""
