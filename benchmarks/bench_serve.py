@@ -143,6 +143,32 @@ def _server_200s(url: str) -> int:
     return next((int(float(x[len(key) :])) for x in text.splitlines() if x.startswith(key)), 0)
 
 
+def _histograms(url: str) -> dict[str, list[float]]:
+    """Server-side [sum seconds, count] per decision stage and for whole /v1/decisions requests."""
+    out: dict[str, list[float]] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("cardlab_decision_stage_seconds_"):
+            key = line.split('stage="')[1].split('"')[0]
+        elif line.startswith("cardlab_http_request_duration_seconds_") and 'route="/v1/decisions"' in line:
+            key = "request (server side)"
+        else:
+            continue
+        kind = 0 if "_sum{" in line else 1 if "_count{" in line else None
+        if kind is not None:
+            out.setdefault(key, [0.0, 0.0])[kind] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _budget_ms(before: dict, after: dict) -> dict[str, float]:
+    """Mean ms per request of each stage between two scrapes (log: per commit group)."""
+    out = {}
+    for k, (s1, c1) in after.items():
+        s0, c0 = before.get(k, [0.0, 0.0])
+        if c1 > c0:
+            out[k] = round(1e3 * (s1 - s0) / (c1 - c0), 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -195,6 +221,7 @@ def main() -> None:
                             peer_bodies.append(json.dumps({"dataframe_split": split}))
                 for clients in args.clients:
                     before, served = _log_rows(db), _server_200s(server.url)
+                    hist = _histograms(server.url)
                     r = run_wrk(
                         server.url, "/v1/decisions", bodies, clients, args.duration, args.max_requests, True
                     )
@@ -204,6 +231,7 @@ def main() -> None:
                         clients=clients,
                         log_rows=_log_rows(db) - before,
                         server_200s=_server_200s(server.url) - served,
+                        budget_ms=_budget_ms(hist, _histograms(server.url)),
                     )
                     results.append(r)
                     print(json.dumps(r), flush=True)
@@ -272,6 +300,12 @@ def main() -> None:
             f"| {r['server']} | {r['clients']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "
             f"{r['throughput_rps']:.0f} | {r['non200'] + r['socket_errors']} | {rows} | {r.get('peak_rss_mib', '-')} |"
         )
+    print(
+        "\nlatency budget, mean ms per decision on the server (log: per commit group, shared by its decisions):"
+    )
+    for r in results:
+        if r["log_rows"] is not None:
+            print(f"  {r['server']}, {r['clients']} client(s): {r['budget_ms']}")
     peer1 = next((r for r in results if r["server"].startswith("mlflow") and r["clients"] == 1), None)
     for r in results:
         if peer1 and r["clients"] == 1 and not r["server"].startswith("mlflow"):
