@@ -36,9 +36,7 @@ def service(pipeline_root, tmp_path_factory):
     engine = build_engine(settings, Metrics())
     app = create_app(settings, engine=engine)
     store = engine.store
-    customer = int(
-        store._con.execute("SELECT customer_id FROM rows WHERE t = ? LIMIT 1", (store.today,)).fetchone()[0]
-    )
+    customer = store.customers(store.today, 1)[0]
     with ThreadedServer(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
         yield SimpleNamespace(
             client=client,

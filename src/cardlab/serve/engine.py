@@ -223,12 +223,7 @@ class DecisionEngine:
 
     def warm_up(self, n: int = 20) -> int:
         """Decide a few stored applications (today) so first requests pay no lazy initialisation."""
-        ids = [
-            int(r[0])
-            for r in self.store._con.execute(
-                "SELECT customer_id FROM rows WHERE t = ? LIMIT ?", (self.store.today, n)
-            ).fetchall()
-        ]
+        ids = self.store.customers(self.store.today, n)
         day = self.store.month_start(self.store.today)
         bank = sorted(self.partner_banks)[0] if self.partner_banks else None
         for cid in ids:

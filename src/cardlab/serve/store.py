@@ -281,5 +281,10 @@ class FeatureStore:
             is not None
         )
 
+    def customers(self, t: int, limit: int) -> list[int]:
+        """Up to ``limit`` customer ids stored at as-of month ``t`` (warm-up, tests, benchmarks)."""
+        rows = self._con.execute("SELECT customer_id FROM rows WHERE t = ? LIMIT ?", (int(t), int(limit)))
+        return [int(r[0]) for r in rows]
+
     def close(self) -> None:
         self._con.close()
