@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export MPLBACKEND := Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format ui lab repro-check bench clean-outputs venv venv-dev
+.PHONY: help run test lint format ui lab serve repro-check bench clean-outputs venv venv-dev
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,12 @@ format: venv-dev ## apply ruff formatting
 
 ui: venv ## MLflow UI on http://127.0.0.1:5000 over the project's store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000
+
+SERVE_PORT ?= 18000
+SERVE_MODEL ?= champion
+serve: venv ## decision service on http://127.0.0.1:$(SERVE_PORT) (SERVE_MODEL=challenger to serve before a promote)
+	$(BIN)/dvc repro materialize
+	$(BIN)/cardlab serve --host 127.0.0.1 --port $(SERVE_PORT) --credit $(SERVE_MODEL) --limit $(SERVE_MODEL)
 
 lab: venv-dev ## JupyterLab with jupytext: notebooks/*.py open as notebooks (double click)
 	mkdir -p $(VENV)/share/jupyter/lab/settings

@@ -17,6 +17,7 @@ from cardlab.artifacts import atomic_dir, write_json, write_parquet
 from cardlab.config import TASKS, FeaturesParams
 from cardlab.features.dictionary import DIRECTION_MEANING, Catalog, FeatureSpec, merge_specs, non_feature
 from cardlab.features.families import (
+    ALL,
     account_catalog,
     applications_family,
     bnpl_plans_family,
@@ -248,6 +249,202 @@ def _windowed(fams: list[Family], keys: pl.LazyFrame, key: str, windows: list[in
     return out
 
 
+def vocabularies(tables: dict[str, pl.LazyFrame]) -> tuple[list[str], list[str]]:
+    """Order categories and statement payment types present in the raw tables (sorted; they name columns)."""
+
+    def values(table: str, column: str) -> list[str]:
+        if column not in tables[table].collect_schema():
+            return []
+        vals = tables[table].select(pl.col(column).cast(pl.String).unique()).collect(engine="streaming")
+        return sorted(v for v in vals.to_series() if v)
+
+    return values("orders", "category"), values("statements", "payment_type")
+
+
+@dataclass
+class CustomerFeatures:
+    """Customer-level features for (customer_id, t) keys: the windowed families and the profile.
+
+    One code path for the batch snapshots (:func:`compute_task_frames`) and the online feature store
+    (``cardlab materialize``, :mod:`cardlab.serve.store`): :meth:`rows` are what the store keeps per
+    customer and month, :meth:`as_of` adds what depends on the exact snapshot date."""
+
+    windowed: pl.DataFrame  # customer_id, t, last-event dates, customer_catalog features
+    profile: pl.DataFrame  # customer_id, signup_date (when present), static_catalog features
+    catalog: Catalog
+    static: Catalog
+    has_signup: bool
+
+    def rows(self) -> pl.DataFrame:
+        """Per (customer_id, t): windowed and profile columns, ``signup_date`` kept for :meth:`as_of`."""
+        return self.windowed.join(self.profile, on="customer_id", how="left")
+
+    def as_of(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` (snapshot_date + the :meth:`rows` columns) with the snapshot-date features, helpers dropped."""
+        if not self.has_signup:
+            return frame
+        return frame.with_columns(as_of_exprs(self.has_signup)).drop("signup_date")
+
+    def join(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Snapshot rows (customer_id, t, snapshot_date, ...) with every customer-level feature."""
+        out = frame.with_columns(pl.col("t").cast(pl.Int32)).join(
+            self.windowed, on=["customer_id", "t"], how="left"
+        )
+        return self.as_of(out.join(self.profile, on="customer_id", how="left"))
+
+
+def as_of_exprs(has_signup: bool) -> list[pl.Expr]:
+    """Features that depend on the exact snapshot date, not only its month: evaluated on a frame holding
+    ``snapshot_date`` and the profile's ``signup_date`` (the online service evaluates them per request)."""
+    if not has_signup:
+        return []
+    cat = Catalog(ALL)
+    tenure_feature(cat)
+    return cat.exprs
+
+
+def customer_features(
+    tables: dict[str, pl.LazyFrame],
+    cal: WorldCalendar,
+    params: FeaturesParams,
+    keys: pl.DataFrame,
+    categories: list[str],
+    steps: _Steps | None = None,
+) -> CustomerFeatures:
+    """Windowed customer families and the profile for the (customer_id, t) ``keys``."""
+    steps = steps or _Steps(False, 0)
+    w = sorted(params.windows)
+    # only customers that appear in some snapshot matter: filter their events before any aggregation
+    who = keys.select("customer_id").unique().lazy()
+
+    def events(name: str) -> pl.LazyFrame:
+        return tables[name].join(who, on="customer_id", how="semi")
+
+    cfams = [
+        orders_family(events("orders"), cal, categories),
+        sessions_family(events("sessions_monthly"), cal),
+        bnpl_plans_family(events("bnpl_plans"), cal),
+        bnpl_repay_family(events("bnpl_monthly"), cal),
+        applications_family(events("applications"), cal),
+    ]
+    if "invitations" in tables:
+        cfams.append(invitations_family(events("invitations"), cal))
+    cfams.append(profile_changes_family(events("profile_changes"), cal))
+    cfams.append(platform_scores_family(events("platform_scores"), cal))
+    ccat = customer_catalog(w, categories, invitations="invitations" in tables)
+    last_cols = [f"{f.name}__last_event_date" for f in cfams]
+    cust = (
+        _windowed(cfams, keys.select("customer_id", pl.col("t").cast(pl.Int32)).lazy(), "customer_id", w)
+        .select("customer_id", "t", *last_cols, *ccat.exprs)
+        .collect()
+    )
+    steps.step("customer windows")
+
+    scat = static_catalog(tables["customers"])
+    cschema = tables["customers"].collect_schema()
+    has_signup = "signup_date" in cschema and cschema["signup_date"] == pl.Date
+    prof_cols = ["customer_id", *(["signup_date"] if has_signup else [])]
+    profile = tables["customers"].select(*prof_cols, *scat.exprs).collect()
+    if has_signup:
+        tenure_feature(scat)
+    steps.step("profile")
+    return CustomerFeatures(cust, profile, ccat, scat, has_signup)
+
+
+def card_info(tables: dict[str, pl.LazyFrame], cal: WorldCalendar) -> pl.LazyFrame:
+    """Per card: its open month index and the initial line (fen) of its application."""
+    return (
+        tables["cards"]
+        .select("card_id", "application_id", cal.index_expr("open_date").cast(pl.Int32).alias("open_m"))
+        .join(
+            tables["applications"].select(
+                "application_id", pl.col("initial_limit").cast(pl.Float64).alias("initial_limit_fen")
+            ),
+            on="application_id",
+            how="left",
+        )
+        .drop("application_id")
+    )
+
+
+def account_features(
+    tables: dict[str, pl.LazyFrame],
+    cal: WorldCalendar,
+    params: FeaturesParams,
+    keys: pl.DataFrame,
+    payment_types: list[str],
+    cards: pl.LazyFrame | None = None,
+) -> tuple[pl.DataFrame, Catalog]:
+    """Account-level windowed features for the (card_id, t) ``keys`` (``cards``: :func:`card_info`)."""
+    w = sorted(params.windows)
+    afams = [
+        statements_family(tables["statements"], cal, payment_types),
+        limit_changes_family(tables["limit_changes"], cal),
+    ]
+    acat = account_catalog(w, payment_types)
+    alast = [f"{f.name}__last_event_date" for f in afams]
+    acct = (
+        _windowed(afams, keys.lazy(), "card_id", w)
+        .join(card_info(tables, cal) if cards is None else cards, on="card_id", how="left")
+        .select(
+            "card_id",
+            "t",
+            *alast,
+            pl.col("acc__lastpos__txn").alias("_last_txn_m"),
+            pl.col("open_m").alias("_open_m"),
+            *acat.exprs,
+        )
+        .collect()
+    )
+    return acct, acat
+
+
+def partner_banks(credit: pl.DataFrame) -> list[str]:
+    """Partner banks of the credit snapshot rows, sorted: their order is the ``app_partner_bank_code``."""
+    if "app_partner_bank" not in credit.columns:
+        return []
+    return sorted(v for v in credit["app_partner_bank"].unique().to_list() if v is not None)
+
+
+def application_catalog(columns: list[str], banks: list[str]) -> Catalog:
+    """Application-level features (credit) from the application's own fields: the bank's legacy score and
+    the partner bank (coded by its position in ``banks``)."""
+    app_cat = Catalog(("credit",))
+    if "app_legacy_score" in columns:
+        app_cat.add(
+            "app_legacy_score",
+            pl.col("app_legacy_score"),
+            family="application",
+            window=None,
+            definition="the bank's legacy application score at the application date",
+            en="incumbent scorecard's view of the applicant",
+            zh="银行原有申请评分",
+            direction={"credit": 0},
+        )
+    if "app_partner_bank" in columns:
+        app_cat.add(
+            "app_partner_bank_code",
+            pl.col("app_partner_bank").replace_strict({b: i for i, b in enumerate(banks)}, default=None),
+            family="application",
+            window=None,
+            definition=f"partner bank of the application as code {dict(enumerate(banks))}",
+            en="which partner bank decides",
+            zh="合作银行",
+        )
+    return app_cat
+
+
+def credit_applications(
+    tables: dict[str, pl.LazyFrame], cal: WorldCalendar, params: FeaturesParams
+) -> pl.LazyFrame:
+    """The credit snapshot rows (one per application, split assigned) before any feature is joined."""
+    return _apply_split(
+        credit_snapshots(tables["applications"], tables["cards"], tables["statements"], cal, params),
+        params,
+        "credit",
+    )
+
+
 def compute_task_frames(
     tables: dict[str, pl.LazyFrame],
     cal: WorldCalendar,
@@ -257,38 +454,10 @@ def compute_task_frames(
 ) -> TaskFrames:
     """All three task frames in memory (no I/O): the testable core of :func:`build_features`."""
     steps = steps or _Steps(False, 0)
-    w = sorted(params.windows)
-    categories = (
-        sorted(
-            v
-            for v in tables["orders"]
-            .select(pl.col("category").cast(pl.String).unique())
-            .collect(engine="streaming")
-            .to_series()
-            if v
-        )
-        if "category" in tables["orders"].collect_schema()
-        else []
-    )
-    ptypes = (
-        sorted(
-            v
-            for v in tables["statements"]
-            .select(pl.col("payment_type").cast(pl.String).unique())
-            .collect(engine="streaming")
-            .to_series()
-            if v
-        )
-        if "payment_type" in tables["statements"].collect_schema()
-        else []
-    )
+    categories, ptypes = vocabularies(tables)
 
     # ---- snapshots and labels --------------------------------------------------------------------------
-    credit = _apply_split(
-        credit_snapshots(tables["applications"], tables["cards"], tables["statements"], cal, params),
-        params,
-        "credit",
-    )
+    credit = credit_applications(tables, cal, params)
     limit = _apply_split(
         limit_snapshots(
             tables["applications"],
@@ -310,38 +479,8 @@ def compute_task_frames(
     steps.step("snapshots and labels")
 
     # ---- account-level windowed features (once per distinct card-month) ----------------------------------
-    card_info = (
-        tables["cards"]
-        .select("card_id", "application_id", cal.index_expr("open_date").cast(pl.Int32).alias("open_m"))
-        .join(
-            tables["applications"].select(
-                "application_id", pl.col("initial_limit").cast(pl.Float64).alias("initial_limit_fen")
-            ),
-            on="application_id",
-            how="left",
-        )
-        .drop("application_id")
-    )
     card_keys = pl.concat([f.select("card_id", pl.col("t").cast(pl.Int32)) for f in (limit, churn)]).unique()
-    afams = [
-        statements_family(tables["statements"], cal, ptypes),
-        limit_changes_family(tables["limit_changes"], cal),
-    ]
-    acat = account_catalog(w, ptypes)
-    alast = [f"{f.name}__last_event_date" for f in afams]
-    acct = (
-        _windowed(afams, card_keys.lazy(), "card_id", w)
-        .join(card_info, on="card_id", how="left")
-        .select(
-            "card_id",
-            "t",
-            *alast,
-            pl.col("acc__lastpos__txn").alias("_last_txn_m"),
-            pl.col("open_m").alias("_open_m"),
-            *acat.exprs,
-        )
-        .collect()
-    )
+    acct, acat = account_features(tables, cal, params, card_keys, ptypes)
     steps.step("account windows")
 
     # churn population: not already silent at the snapshot (some transaction in the last silent_months months,
@@ -359,64 +498,24 @@ def compute_task_frames(
     cust_keys = pl.concat(
         [f.select("customer_id", pl.col("t").cast(pl.Int32)) for f in (credit, limit, churn)]
     ).unique()
-    # only customers that appear in some snapshot matter: filter their events before any aggregation
-    who = cust_keys.select("customer_id").unique().lazy()
-
-    def events(name: str) -> pl.LazyFrame:
-        return tables[name].join(who, on="customer_id", how="semi")
-
-    cfams = [
-        orders_family(events("orders"), cal, categories),
-        sessions_family(events("sessions_monthly"), cal),
-        bnpl_plans_family(events("bnpl_plans"), cal),
-        bnpl_repay_family(events("bnpl_monthly"), cal),
-        applications_family(events("applications"), cal),
-    ]
-    if "invitations" in tables:
-        cfams.append(invitations_family(events("invitations"), cal))
-    cfams.append(profile_changes_family(events("profile_changes"), cal))
-    cfams.append(platform_scores_family(events("platform_scores"), cal))
-    ccat = customer_catalog(w, categories, invitations="invitations" in tables)
-    last_cols = [f"{f.name}__last_event_date" for f in cfams]
-    cust = (
-        _windowed(cfams, cust_keys.lazy(), "customer_id", w)
-        .select("customer_id", "t", *last_cols, *ccat.exprs)
-        .collect()
-    )
-    steps.step("customer windows")
-
-    # ---- profile -------------------------------------------------------------------------------------------
-    scat = static_catalog(tables["customers"])
-    cschema = tables["customers"].collect_schema()
-    has_signup = "signup_date" in cschema and cschema["signup_date"] == pl.Date
-    prof_cols = ["customer_id", *(["signup_date"] if has_signup else [])]
-    profile = tables["customers"].select(*prof_cols, *scat.exprs).collect()
-    if has_signup:
-        tenure_feature(scat)
-    steps.step("profile")
+    cf = customer_features(tables, cal, params, cust_keys, categories, steps)
 
     # ---- assemble ---------------------------------------------------------------------------------------------
-    def with_customer(frame: pl.DataFrame) -> pl.DataFrame:
-        out = frame.with_columns(pl.col("t").cast(pl.Int32)).join(cust, on=["customer_id", "t"], how="left")
-        out = out.join(profile, on="customer_id", how="left")
-        if has_signup:
-            out = out.with_columns(scat.items[-1][0]).drop("signup_date")
-        return out
-
-    credit_f = with_customer(credit)
-    limit_f = with_customer(limit).join(acct, on=["card_id", "t"], how="left")
-    churn_f = with_customer(churn).join(acct, on=["card_id", "t"], how="left")
+    credit_f = cf.join(credit)
+    limit_f = cf.join(limit).join(acct, on=["card_id", "t"], how="left")
+    churn_f = cf.join(churn).join(acct, on=["card_id", "t"], how="left")
     steps.step("assemble")
 
     frames = {"credit": credit_f, "limit": limit_f, "churn": churn_f}
+    ccat, scat = cf.catalog, cf.static
 
-    def customer_features(task: str) -> list[str]:
+    def customer_feature_names(task: str) -> list[str]:
         return [s.name for s in (*ccat.specs, *scat.specs) if task in s.tasks]
 
     feats = {
-        "credit": [*customer_features("credit"), "app_legacy_score", "app_partner_bank_code"],
-        "limit": [*customer_features("limit"), *(s.name for s in acat.specs)],
-        "churn": [*customer_features("churn"), *(s.name for s in acat.specs)],
+        "credit": [*customer_feature_names("credit"), "app_legacy_score", "app_partner_bank_code"],
+        "limit": [*customer_feature_names("limit"), *(s.name for s in acat.specs)],
+        "churn": [*customer_feature_names("churn"), *(s.name for s in acat.specs)],
     }
     specs: list[FeatureSpec] = [*ccat.specs, *scat.specs]
     for task in ("limit", "churn"):
@@ -425,29 +524,7 @@ def compute_task_frames(
             for s in acat.specs
         ]
     # application-level features (credit): the bank's legacy score and the partner bank of the application
-    app_cat = Catalog(("credit",))
-    if "app_legacy_score" in credit_f.columns:
-        app_cat.add(
-            "app_legacy_score",
-            pl.col("app_legacy_score"),
-            family="application",
-            window=None,
-            definition="the bank's legacy application score at the application date",
-            en="incumbent scorecard's view of the applicant",
-            zh="银行原有申请评分",
-            direction={"credit": 0},
-        )
-    if "app_partner_bank" in credit_f.columns:
-        banks = sorted(v for v in credit_f["app_partner_bank"].unique().to_list() if v is not None)
-        app_cat.add(
-            "app_partner_bank_code",
-            pl.col("app_partner_bank").replace_strict({b: i for i, b in enumerate(banks)}, default=None),
-            family="application",
-            window=None,
-            definition=f"partner bank of the application as code {dict(enumerate(banks))}",
-            en="which partner bank decides",
-            zh="合作银行",
-        )
+    app_cat = application_catalog(credit_f.columns, partner_banks(credit_f))
     frames["credit"] = credit_f.with_columns(app_cat.exprs)
     feats["credit"] = [f for f in feats["credit"] if f in frames["credit"].columns]
     specs += app_cat.specs
@@ -548,4 +625,17 @@ def build_features(params: FeaturesParams, raw: Path, out: Path, *, progress: bo
     }
 
 
-__all__ = ["build_features", "compute_task_frames", "leak_canary", "ident"]
+__all__ = [
+    "CustomerFeatures",
+    "account_features",
+    "application_catalog",
+    "as_of_exprs",
+    "build_features",
+    "compute_task_frames",
+    "credit_applications",
+    "customer_features",
+    "ident",
+    "leak_canary",
+    "partner_banks",
+    "vocabularies",
+]

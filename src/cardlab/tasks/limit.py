@@ -24,6 +24,7 @@ exact value from the oracle (``limit_potential``).
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -464,7 +465,10 @@ def predict_responses(models: dict, meta: dict, df: pd.DataFrame, lines: np.ndar
     X = np.repeat(base, k, axis=0)
     treat = treatment_columns(lines.reshape(-1), np.repeat(before, k))
     X = np.column_stack([X, *(treat[t].astype("float32") for t in TREAT)])
-    frame = pd.DataFrame(X, columns=[*names, *TREAT])[meta["features"]]
+    # the models' column order as one float32 matrix: XGBoost reads it without a per-column pandas
+    # conversion (the decision service calls this for one application at a time)
+    cols = [*names, *TREAT]
+    frame = np.ascontiguousarray(X[:, [cols.index(f) for f in meta["features"]]], dtype=np.float32)
     log_line = np.log(np.maximum(lines.reshape(-1), 1.0))
     out = {}
     for m, booster in models.items():
@@ -605,6 +609,43 @@ def optimise(
     )
 
 
+def decision_prices(
+    profit: np.ndarray,
+    loss: np.ndarray,
+    lines: np.ndarray,
+    allowed: np.ndarray,
+    exposure_budget: float,
+    loss_cap: float,
+) -> dict[str, float]:
+    """Shadow prices of the portfolio budgets: ``exposure`` (yuan of profit per yuan of line) and
+    ``expected_loss`` (yuan of profit per yuan of expected loss), the duals of the knapsack's LP relaxation
+    (HiGHS). The LP optimum picks, for every decision but at most two (one per budget), the option with the
+    largest ``profit - exposure * line - expected_loss * loss``; so one application at a time, with these
+    prices, gets the line the portfolio optimum would give it (the online rule of :mod:`cardlab.serve`)."""
+    from scipy import sparse
+    from scipy.optimize import linprog
+
+    ii, kk = np.nonzero(allowed)
+    n = lines.shape[0]
+    caps = np.array([exposure_budget, loss_cap], dtype=np.float64)
+    scale = np.where(np.abs(caps) > 0, np.abs(caps), 1.0)
+    knap = sparse.csr_matrix(np.stack([lines[ii, kk], loss[ii, kk]]) / scale[:, None])
+    assign = sparse.csr_matrix((np.ones(len(ii)), (ii, np.arange(len(ii)))), shape=(n, len(ii)))
+    res = linprog(
+        -profit[ii, kk],
+        A_ub=knap,
+        b_ub=caps / scale,
+        A_eq=assign,
+        b_eq=np.ones(n),
+        bounds=(0, 1),
+        method="highs",
+    )
+    if res.status != 0:
+        raise InfeasibleError(f"LP relaxation of the limit knapsack failed: {res.message}")
+    duals = -np.asarray(res.ineqlin.marginals, dtype=np.float64) / scale
+    return {"exposure": float(max(duals[0], 0.0)), "expected_loss": float(max(duals[1], 0.0))}
+
+
 def _pick(mat: np.ndarray, choice: np.ndarray) -> np.ndarray:
     return mat[np.arange(len(choice)), choice]
 
@@ -663,6 +704,15 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
         )
 
     solved = {name: solve(name, lp.exposure_budget_share) for name in ("policy", "pd_only", "oracle")}
+    # shadow prices of the two budgets: the online service's rule for one application (cardlab.serve)
+    prices = decision_prices(
+        value["policy"],
+        losses["policy"],
+        lines,
+        allowed,
+        lp.exposure_budget_share * expo_legacy,
+        lp.expected_loss_cap_share * caps["policy"],
+    )
     choice = {"legacy": legacy, **{k: v.choice for k, v in solved.items()}}
 
     def grade(c: np.ndarray) -> dict[str, float]:
@@ -863,7 +913,7 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
     )
     with atomic_dir(out / "predictions.parquet") as tmp:
         write_parquet(preds, tmp / "part-0.parquet")
-    _log_to_mlflow(params, out, metrics, passed)
+    _log_to_mlflow(params, out, metrics, passed, prices)
     return metrics
 
 
@@ -1111,8 +1161,12 @@ def _plot_lines(dist: pd.DataFrame, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # MLflow
 # ---------------------------------------------------------------------------------------------------------
-def _log_to_mlflow(params: Params, out: Path, metrics: dict, passed: bool) -> None:
-    """Add metrics and plots to the training run and register the model (challenger if the checks pass)."""
+def _log_to_mlflow(
+    params: Params, out: Path, metrics: dict, passed: bool, prices: dict[str, float] | None = None
+) -> None:
+    """Add metrics and plots to the training run and register the model (challenger if the checks pass).
+    ``limit_models/`` holds every response model and ``decision_policy.json`` (the budgets' shadow prices,
+    the line grid and the economics): all the decision service needs to set a first line."""
     run_file = out / ".mlflow_run"
     logged = json.loads(run_file.read_text()) if run_file.exists() else {}
     run_id = logged.get("run_id")
@@ -1136,6 +1190,14 @@ def _log_to_mlflow(params: Params, out: Path, metrics: dict, passed: bool) -> No
         tracking.log_artifact(out / "metrics.json")
         tracking.log_artifacts(out / "plots", "plots")
         tracking.log_artifacts(out / "model", "limit_models")
+        with tempfile.TemporaryDirectory() as tmp:
+            policy = {
+                "prices": prices,
+                "limit": params.limit.model_dump(mode="json"),
+                "economics": params.simulate.economics.model_dump(mode="json"),
+            }
+            write_json(policy, Path(tmp) / "decision_policy.json")
+            tracking.log_artifact(Path(tmp) / "decision_policy.json", "limit_models")
         tracking.set_tags(
             {"thresholds_passed": str(passed).lower(), **{f"model_uri_{m}": u for m, u in uris.items()}}
         )
