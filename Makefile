@@ -46,7 +46,7 @@ lint: venv-dev ## ruff lint + format check
 format: venv-dev ## apply ruff formatting
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-ui: venv ## MLflow UI on http://127.0.0.1:$(PORT) over the project's store (make ui PORT=5001 to move it)
+ui: venv ## MLflow UI on http://127.0.0.1:5000 over the project's store (make ui PORT=5001 moves it; a taken port is an error)
 	@$(BIN)/python .ci/port_free.py $(PORT)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port $(PORT)
 

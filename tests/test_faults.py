@@ -197,7 +197,20 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
         ("raw/customers", "part-00000.parquet", "rule 'parquet'"),
     ),
     "manifest missing": (lambda w: (w / "manifest.json").unlink(), ("manifest.json is missing",)),
+    # a world written without write-time validation: its hash vouches for nothing, so readers run pandera
+    "bad values, uncertified world": (
+        lambda w: _uncertified_with_bad_values(w),
+        ("raw/statements", "part-00000.parquet", "rule 'schema:greater_than_or_equal_to'", "purchases"),
+    ),
 }
+
+
+def _uncertified_with_bad_values(w: Path) -> None:
+    _rewrite(w / "raw/statements/part-00000.parquet", _negative_first("purchases"))
+    manifest = json.loads((w / "manifest.json").read_text())
+    manifest["params"]["validate_schemas"] = False
+    manifest["tables"]["raw/statements"]["sha256"] = dir_digest(w / "raw" / "statements")
+    (w / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
