@@ -176,6 +176,9 @@ def train_task(
         )
         if extra_models is not None:
             extra_models(tmp)
+        digest = dir_digest(
+            tmp
+        )  # of the files this process wrote (model/ may change under a concurrent train)
     fault_point("train.model_written")
     with tracking.stage_run(
         experiment_name=experiment_name(params, task),
@@ -184,14 +187,14 @@ def train_task(
         stage=f"train@{task}",
         params_hash=params_hash(params.tune),
         inputs={f"features_{task}": Path(features_root) / task},
-        tags={"task": task, "model_digest": model_digest(out)},
+        tags={"task": task, "model_digest": digest},
     ) as run:
         tracking.log_params(booster_params)
         tracking.log_metrics({"best_iteration": booster.num_boosted_rounds()})
         model_uri = tracking.log_xgboost_model(
             booster, data.frames["train"][data.features].astype("float32").head(20)
         )
-        write_run_pointer(out, run.info.run_id, {"default": model_uri})
+        write_run_pointer(out, run.info.run_id, {"default": model_uri}, digest)
     return model_dir
 
 
@@ -233,14 +236,14 @@ def clear_run_pointer(out: Path) -> None:
     (Path(out) / RUN_POINTER).unlink(missing_ok=True)
 
 
-def write_run_pointer(out: Path, run_id: str, model_uris: dict[str, str]) -> None:
-    """Atomically record the MLflow run holding the model in ``out/model/`` and that model's digest."""
+def write_run_pointer(out: Path, run_id: str, model_uris: dict[str, str], digest: str) -> None:
+    """Atomically record the MLflow run holding the model with ``digest`` (the files the run's model came from)."""
     write_json(
         {
             "run_id": run_id,
             "model_uri": model_uris["default"],
             "model_uris": model_uris,
-            "model_digest": model_digest(out),
+            "model_digest": digest,
         },
         Path(out) / RUN_POINTER,
     )
@@ -341,7 +344,7 @@ def log_evaluation(
             booster, features, _ = load_model(out)
             example = pd.DataFrame(np.zeros((5, len(features)), dtype="float32"), columns=features)
             model_uri = tracking.log_xgboost_model(booster, example)
-            write_run_pointer(out, run.info.run_id, {"default": model_uri})
+            write_run_pointer(out, run.info.run_id, {"default": model_uri}, digest)
         else:
             model_uri = logged["model_uri"]
         if extra_params:

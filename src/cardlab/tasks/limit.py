@@ -295,6 +295,7 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
         for model, booster in boosters.items():
             save_booster(booster, tmp / f"{model}.ubj")
         write_json(meta, tmp / "features.json")
+        digest = dir_digest(tmp)  # of the files this process wrote
     fault_point("train.model_written")
     with tracking.stage_run(
         experiment_name=experiment_name(params, TASK),
@@ -303,7 +304,7 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
         stage=f"train@{TASK}",
         params_hash=params_hash(params.tune),
         inputs={f"features_{TASK}": Path(features_root) / TASK},
-        tags={"task": TASK, "model_digest": model_digest(out)},
+        tags={"task": TASK, "model_digest": digest},
     ) as run:
         tracking.log_params(
             {f"{m}_{k}": v for m, d in meta["models"].items() for k, v in d["params"].items()}
@@ -317,7 +318,7 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
         )
         example = df[df["split"] == "train"][meta["features"]].astype("float32").head(20)
         uris = {m: tracking.log_xgboost_model(b, example) for m, b in boosters.items()}
-        write_run_pointer(out, run.info.run_id, uris)
+        write_run_pointer(out, run.info.run_id, uris, digest)
     return model_dir
 
 
@@ -1142,7 +1143,7 @@ def _log_to_mlflow(params: Params, out: Path, metrics: dict, passed: bool) -> No
                 np.zeros((5, len(meta["features"])), dtype="float32"), columns=meta["features"]
             )
             uris = {m: tracking.log_xgboost_model(b, example) for m, b in models.items()}
-            write_run_pointer(out, run.info.run_id, uris)
+            write_run_pointer(out, run.info.run_id, uris, digest)
         else:
             uris = logged.get("model_uris") or {"default": logged["model_uri"]}
         tracking.log_metrics(metrics)
