@@ -63,21 +63,25 @@ def _restore_sigterm():
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """A throw-away MLflow store (and artifact root) for every run this module makes, subprocesses included."""
-    root = tmp_path_factory.mktemp("faults_store")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CARDLAB_ROOT", str(root))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        mp.delenv("CARDLAB_FAULT", raising=False)
-        yield root
+def store_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("faults_store")
+
+
+@pytest.fixture
+def store(store_dir, monkeypatch):
+    """A throw-away MLflow store (and artifact root) shared by this module's runs, subprocesses included; set
+    per test, so that nothing else in the session (e.g. the pipeline_root fixture) sees CARDLAB_ROOT moved."""
+    monkeypatch.setenv("CARDLAB_ROOT", str(store_dir))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store_dir / 'mlflow.db'}")
+    monkeypatch.delenv("CARDLAB_FAULT", raising=False)
+    yield store_dir
     import mlflow
 
     mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, store) -> Path:
+def world(tmp_path_factory) -> Path:
     """A tiny world (3 shards) with its features: DIR/raw, DIR/oracle, DIR/manifest.json, DIR/features."""
     root = tmp_path_factory.mktemp("faults_world") / "w"
     ok(invoke("simulate", "--params", PARAMS, "--workers", "1", "--out", str(root), *TINY))
