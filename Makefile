@@ -10,6 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export MPLBACKEND := Agg
+PORT ?= 5000
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint format ui lab serve repro-check bench clean-outputs venv venv-dev
@@ -45,8 +46,9 @@ lint: venv-dev ## ruff lint + format check
 format: venv-dev ## apply ruff formatting
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-ui: venv ## MLflow UI on http://127.0.0.1:5000 over the project's store
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000
+ui: venv ## MLflow UI on http://127.0.0.1:5000 over the project's store (make ui PORT=5001 moves it; a taken port is an error)
+	@$(BIN)/python .ci/port_free.py $(PORT)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port $(PORT)
 
 SERVE_PORT ?= 18000
 SERVE_MODEL ?= champion

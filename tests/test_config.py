@@ -50,12 +50,63 @@ def test_search_space_bounds_checked():
 
 def test_overrides_apply_and_validate(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"simulate": {"seed": 1}}))
+    shutil.copy(REPO / "params.yaml", path)
     assert load_params(path, ["simulate.seed=11"]).simulate.seed == 11
     with pytest.raises(ParamsError, match="simulate.seed"):
         load_params(path, ["simulate.seed=minus"])
     with pytest.raises(ParamsError, match="KEY=VALUE"):
         load_params(path, ["simulate.seed"])
+
+
+def test_override_errors_name_the_override_and_suggest_the_key():
+    with pytest.raises(ParamsError) as err:
+        load_params(REPO / "params.yaml", ["simulate.seed=2", "tune.n_trial=5"])
+    assert str(err.value) == "--set tune.n_trial=5: tune.n_trial: unknown key; did you mean 'n_trials'?"
+    with pytest.raises(
+        ParamsError, match=r"^--set tune\.search_space\.max_depth=\[6, 2\]: tune\.search_space"
+    ):
+        load_params(REPO / "params.yaml", ["tune.search_space.max_depth=[6, 2]"])
+    with pytest.raises(ParamsError, match=r"^--set tune.n_trials.x=1: tune.n_trials is a value"):
+        load_params(REPO / "params.yaml", ["tune.n_trials.x=1"])
+
+
+@pytest.mark.parametrize(
+    ("raw", "hint"),
+    [
+        ({"tune": {"n_trial": 5}}, "tune.n_trial: unknown key; did you mean 'n_trials'?"),
+        ({"tunee": {}}, "tunee: unknown key; did you mean 'tune'?"),
+        (
+            {"simulate": {"economics": {"aprr": 0.2}}},
+            "simulate.economics.aprr: unknown key; did you mean 'apr'?",
+        ),
+        ({"simulate": {"presets": {"ci": {"n_customers": 5, "shardsize": 5}}}}, "did you mean 'shard_size'?"),
+        ({"explain": {"zzz": 1}}, "explain.zzz: unknown key; allowed: approval_rate, "),
+    ],
+)
+def test_unknown_keys_suggest_the_closest_key(raw, hint):
+    with pytest.raises(ParamsError) as err:
+        parse_params(raw)
+    assert hint in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file is empty"),
+        ("# only a comment\n", "the file is empty"),
+        ("simulate: {seed: 3}\n", "missing section(s) features, tune, credit"),
+        ("- a\n- b\n", "top level must be a mapping"),
+    ],
+)
+def test_empty_or_sectionless_params_file_is_an_error(tmp_path, text, message):
+    """Built-in defaults are never used silently (issue 20: an empty file ran with tune.n_trials = 20)."""
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert message in str(err.value)
+    res = CliRunner().invoke(app, ["check-params", "--params", str(path)])
+    assert res.exit_code == 2 and message in res.output
 
 
 def test_missing_and_malformed_files(tmp_path):

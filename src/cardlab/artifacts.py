@@ -1,25 +1,33 @@
 """Writing stage outputs safely and reproducibly.
 
 Every stage writes into a temporary sibling path and renames it into place only on success, so a
-failed or killed stage leaves the previous outputs intact. Parquet files are written deterministically
-(zstd, fixed row-group size, no timestamps), so the same inputs give byte-identical files and DVC sees
-nothing to do on a re-run.
+failed or killed stage leaves the previous outputs intact. A temporary path carries its owner's pid and start
+time (``.<name>.tmp-<pid>-<start>-<random>``): a process killed by SIGKILL cannot remove it, so the next
+writer into the same folder sweeps every temporary entry whose owner is gone (never one whose owner still
+runs). Parquet files are written deterministically (zstd, fixed row-group size, no timestamps), so the same
+inputs give byte-identical files and DVC sees nothing to do on a re-run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from cardlab import liveness
+from cardlab.errors import CardlabError, InputDataError, MissingInputError
 
 PARQUET_OPTS: dict[str, Any] = {
     "compression": "zstd",
@@ -28,51 +36,127 @@ PARQUET_OPTS: dict[str, Any] = {
     "write_statistics": True,
     "store_schema": True,
 }
+# .<name>.tmp-<pid>-<start centiseconds>-<8 hex>; the older form .<name>.tmp-<8 hex> had no owner
+_TMP = re.compile(r"^\..+\.tmp-(?:(?P<pid>\d+)-(?P<start>\d+)-)?[0-9a-f]{8}$")
+# OS errors that are about the place being written, not about cardlab: reported as one line naming the path
+SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+ACCESS_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
-class OutputError(OSError):
+class OutputError(CardlabError, OSError):
     """An output path cannot be written; the message names the path."""
 
 
 def _tmp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    pid, start = liveness.own_pid_start()
+    return path.with_name(f".{path.name}.tmp-{pid}-{start}-{uuid.uuid4().hex[:8]}")
 
 
-def check_writable(path: Path) -> None:
-    """Fail early, naming the path, when ``path``'s parent cannot be created or written."""
+def is_stale_tmp(entry: Path) -> bool:
+    """True for a temporary output entry whose owner process is gone (or that has no recorded owner)."""
+    m = _TMP.match(entry.name)
+    if m is None:
+        return False
+    if m["pid"] is None:
+        return True
+    return not liveness.pid_alive(int(m["pid"]), int(m["start"]))
+
+
+def sweep_stale(folder: Path) -> list[Path]:
+    """Remove the temporary entries in ``folder`` left by killed writers; return what was removed."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        if is_stale_tmp(entry):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def _out_of_space(err: BaseException, path: Path) -> OutputError | None:
+    """An OutputError naming ``path`` when ``err`` is a full disk or quota (libraries often omit the file)."""
+    if isinstance(err, OSError) and not isinstance(err, OutputError) and err.errno in SPACE_ERRNOS:
+        return OutputError(
+            f"no space left on the device while writing {path}: free space there (or choose another --out) "
+            "and re-run; earlier outputs are intact, the partial ones were removed"
+        )
+    return None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def check_writable(path: Path, kind: Literal["dir", "file"] = "dir") -> None:
+    """Fail early, naming the path, when ``path`` (a folder or a file, per ``kind``) cannot be written:
+    its parent cannot be created or written, or something of the other kind is in the way.
+
+    Call it before expensive work so an unwritable ``--out`` is reported in a second, not after minutes."""
+    path = Path(path)
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(
+            f"cannot create output folder {parent}: a file of that name is in the way"
+        ) from None
+    except NotADirectoryError:
+        raise OutputError(f"cannot create output folder {parent}: a parent of it is a file") from None
     except OSError as err:
         raise OutputError(f"cannot create output folder {parent}: {err.strerror}") from None
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder {parent} is not writable")
-    if path.exists() and not path.is_dir() and path.suffix == "":
-        raise OutputError(f"output path {path} exists and is a file, expected a folder")
+    probe = _tmp_sibling(path)
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as err:
+        raise OutputError(
+            f"output folder {parent} is not writable ({err.strerror}); choose another --out or fix its permissions"
+        ) from None
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise OutputError(
+            f"output path {path} exists and is a file, expected a folder (remove it or pick another)"
+        )
+    if kind == "file" and path.is_dir():
+        raise OutputError(
+            f"output path {path} exists and is a folder, expected a file (remove it or pick another)"
+        )
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder; on success replace ``path`` with it, on failure remove it.
 
-    The old folder is moved aside first and deleted only after the new one is in place.
+    The old folder is moved aside first and deleted only after the new one is in place. Temporary entries
+    that killed writers left beside ``path`` are swept first.
     """
     path = Path(path)
-    check_writable(path)
+    check_writable(path, "dir")
+    sweep_stale(path.parent)
     tmp = _tmp_sibling(path)
     tmp.mkdir()
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = _out_of_space(err, path)
+        if full is not None:
+            raise full from None
         raise
+    fault_point(f"atomic_dir.{path.name}")  # the new folder is complete, not yet in place
     old = None
     if path.exists():
         old = _tmp_sibling(path)
         path.rename(old)
     tmp.rename(path)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
 
 
 @contextlib.contextmanager
@@ -81,17 +165,21 @@ def atomic_children(path: str | Path) -> Iterator[Path]:
 
     Yields a temporary folder; on success each of its top-level entries replaces the entry of the same
     name under ``path`` (other entries of ``path``, such as ``data/features`` or DVC's ``.gitignore``, are
-    left alone). On failure nothing under ``path`` changes.
+    left alone). On failure nothing under ``path`` changes. Temporary entries that killed writers left in
+    ``path`` (e.g. a ``.staging.tmp-*`` folder) are swept first.
     """
     path = Path(path)
-    check_writable(path / "x")
-    path.mkdir(parents=True, exist_ok=True)
+    check_writable(path / "staging", "dir")
+    sweep_stale(path)
     tmp = _tmp_sibling(path / "staging")
     tmp.mkdir()
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = _out_of_space(err, path)
+        if full is not None:
+            raise full from None
         raise
     for child in sorted(tmp.iterdir()):
         target = path / child.name
@@ -101,10 +189,7 @@ def atomic_children(path: str | Path) -> Iterator[Path]:
             target.rename(old)
         child.rename(target)
         if old is not None:
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink()
+            _remove(old)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -112,14 +197,58 @@ def atomic_children(path: str | Path) -> Iterator[Path]:
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; rename it into place on success."""
     path = Path(path)
-    check_writable(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    check_writable(path, "file")
+    sweep_stale(path.parent)
+    tmp = _tmp_sibling(path)
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        full = _out_of_space(err, path)
+        if full is not None:
+            raise full from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def read_json(path: str | Path, *, what: str, remedy: str) -> Any:
+    """Parse the JSON file ``path`` (``what`` it is, e.g. "the model's feature list"); a missing or malformed
+    file raises an error that names the path and the ``remedy`` (e.g. "re-run `cardlab train credit`")."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MissingInputError(f"{path} ({what}) is missing: {remedy}") from None
+    except UnicodeDecodeError as err:
+        raise InputDataError(f"{path} ({what}) is not UTF-8 text ({err.reason}): {remedy}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputDataError(
+            f"{path} ({what}) is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}): {remedy}"
+        ) from None
+
+
+def install_sigterm_handler() -> None:
+    """Turn SIGTERM into :class:`cardlab.errors.Terminated` so every ``with`` block unwinds (temporary
+    outputs removed, MLflow runs marked KILLED, worker processes stopped)."""
+    from cardlab.errors import Terminated
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
+def fault_point(name: str) -> None:
+    """Fault injection for tests/test_faults.py: when ``CARDLAB_FAULT`` is ``<name>:<SIGNAL>`` (e.g.
+    ``train.model_written:SIGKILL``, ``tune.trial.0:SIGSTOP``), this process sends itself that signal here,
+    exactly as a machine or an operator might at this moment. A no-op otherwise (one environment lookup)."""
+    spec = os.environ.get("CARDLAB_FAULT")
+    if spec and spec.rpartition(":")[0] == name:
+        os.kill(os.getpid(), signal.Signals[spec.rpartition(":")[2]])
 
 
 def write_parquet(table: pa.Table | Any, path: str | Path) -> Path:

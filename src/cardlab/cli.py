@@ -1,8 +1,11 @@
 """`cardlab <verb>`: one verb per DVC stage.
 
 Every verb reads params.yaml (``--params``), accepts ``--set section.key=value`` overrides and explicit
-paths, so it runs the same inside DVC and by hand. Bad input stops the verb with a message naming what is
-wrong (exit code 2) and leaves earlier outputs intact.
+paths, so it runs the same inside DVC and by hand. Before any expensive work a verb checks that its output
+place is writable and that the raw world it reads matches its manifest (:mod:`cardlab.integrity`).
+Anticipated failures (:class:`cardlab.errors.CardlabError`, a full disk, a read-only place) stop the verb with
+one line naming the path and what to do (exit code 2) and leave earlier outputs intact; SIGTERM and Ctrl-C
+remove temporary outputs and exit 143/130; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 
-from cardlab.config import TASKS, ParamsError, load_params
+from cardlab.config import TASKS, load_params
 
 app = typer.Typer(
     name="cardlab",
@@ -43,20 +46,54 @@ def _task(value: str) -> str:
 TaskArg = Annotated[str, typer.Argument(help=f"task: one of {', '.join(TASKS)}", callback=_task)]
 
 
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the errors users can fix into one red line and exit code 2 (no traceback)."""
+    """Turn anticipated failures into one red line and exit code 2; unanticipated ones keep their traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from cardlab.artifacts import OutputError
+        from cardlab.artifacts import ACCESS_ERRNOS, SPACE_ERRNOS, install_sigterm_handler
+        from cardlab.errors import CardlabError, Terminated
 
+        install_sigterm_handler()
         try:
             return fn(*args, **kwargs)
-        except (ParamsError, OutputError, FileNotFoundError, ValueError, LookupError) as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False)
-            sys.exit(2)
+        except CardlabError as err:
+            _fail(str(err))
+        except OSError as err:
+            where = err.filename or "an output file"
+            if err.errno in SPACE_ERRNOS:
+                _fail(
+                    f"no space left on the device while writing {where}: free space there (or choose another "
+                    "--out) and re-run; earlier outputs are intact, partial ones were removed"
+                )
+            if err.errno in ACCESS_ERRNOS and err.filename:
+                _fail(f"{where}: {err.strerror}; fix its permissions or choose another place")
+            raise
+        except Terminated:
+            _fail("terminated (SIGTERM): temporary outputs removed, earlier outputs intact", 143)
+        except KeyboardInterrupt:
+            _fail("interrupted: temporary outputs removed, earlier outputs intact", 130)
 
     return wrapper
+
+
+def _writable(path: Path, kind: Literal["dir", "file"] = "dir") -> None:
+    """Check an output place before expensive work (an unwritable --out fails in a second, not minutes)."""
+    from cardlab.artifacts import check_writable
+
+    check_writable(path, kind)
+
+
+def _verified_raw(raw: Path, tables: tuple[str, ...] | None = None) -> None:
+    """Verify ``raw`` (or the given tables of it) against its world's manifest and the table contract."""
+    from cardlab.integrity import verify_raw
+
+    verify_raw(raw, tables)
 
 
 @app.command()
@@ -97,6 +134,8 @@ def features(
 ) -> None:
     """Build point-in-time snapshot datasets for every task from data/raw."""
     p = load_params(params, set_).features
+    _writable(out)
+    _verified_raw(raw)
     from cardlab.features.build import build_features
 
     summary = build_features(p, raw, out, progress=True)
@@ -115,6 +154,7 @@ def tune(
 ) -> None:
     """Optuna study for TASK (resumable by name); writes experiments/TASK/best_params.json."""
     p = load_params(params, set_)
+    _writable(out / task / "best_params.json", "file")
     from cardlab.tasks import get_task
 
     get_task(task).tune(p, features_dir, out / task)
@@ -131,9 +171,12 @@ def train(
 ) -> None:
     """Fit TASK's final model(s) with the tuned params; writes experiments/TASK/model/."""
     p = load_params(params, set_)
+    _writable(out / task / "model")
     from cardlab.tasks import get_task
 
-    get_task(task).train(p, features_dir, out / task)
+    module = get_task(task)
+    _verify_task_raw(module, features_dir)
+    module.train(p, features_dir, out / task)
 
 
 @app.command()
@@ -148,9 +191,12 @@ def evaluate(
 ) -> None:
     """Grade TASK against the oracle; writes metrics.json, predictions.parquet, plots; registers the model."""
     p = load_params(params, set_)
+    _writable(out / task / "metrics.json", "file")
     from cardlab.tasks import get_task
 
-    metrics = get_task(task).evaluate(p, features_dir, oracle, out / task)
+    module = get_task(task)
+    _verify_task_raw(module, features_dir)
+    metrics = module.evaluate(p, features_dir, oracle, out / task)
     shown = {k: v for k, v in metrics.items() if isinstance(v, float | int)}
     for k in sorted(shown)[:12]:
         console.print(f"  {k:<28} {shown[k]:.4f}" if isinstance(shown[k], float) else f"  {k:<28} {shown[k]}")
@@ -170,6 +216,7 @@ def explain(
 ) -> None:
     """SHAP explanations, reason codes, faithfulness vs the true drivers, and the bank-facing report.html."""
     p = load_params(params, set_)
+    _writable(out / task / "explain")
     from cardlab.explain.run import explain as run_explain
 
     metrics = run_explain(p, task, features_dir, oracle, out / task)
@@ -192,6 +239,8 @@ def report(
 ) -> None:
     """Portfolio operations: lifecycle KPIs, vintage and roll-rate curves, campaign evaluation, HTML report."""
     p = load_params(params, set_).report
+    _writable(out)
+    _verified_raw(raw)
     from cardlab.reports.portfolio import build_report
 
     headline = build_report(p, raw, oracle, out, progress=True)
@@ -306,6 +355,40 @@ def serve(
 
 
 @app.command()
+@friendly_errors
+def verify(
+    world: Annotated[Path, typer.Argument(help="world folder: manifest.json, raw/, oracle/")] = Path("data"),
+) -> None:
+    """Check a whole world against its manifest and the table contract (files, columns, rows, hashes, schemas)."""
+    from cardlab.integrity import verify_whole_world
+
+    report = verify_whole_world(world)
+    rows = sum(t.rows for t in report.tables)
+    console.print(
+        f"[green]world {world} verified[/]: {len(report.tables)} tables, {rows:,} rows — files, columns, row "
+        "counts and content hashes match manifest.json, every shard passes its schema"
+    )
+
+
+@app.command("check-params")
+@friendly_errors
+def check_params(
+    out: Annotated[Path | None, typer.Option(help="write this marker file when valid (a DVC output)")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Validate params.yaml (and overrides). The pipeline's first stage: a typo stops `dvc repro` before DVC
+    removes any stage's outputs."""
+    load_params(params, set_)
+    if out is not None:
+        from cardlab.artifacts import atomic_file
+
+        with atomic_file(out) as tmp:  # constant bytes: a valid params change invalidates no other stage
+            tmp.write_text("params validated by `cardlab check-params`\n", encoding="utf-8")
+    console.print(f"[green]{params} is valid[/]")
+
+
+@app.command()
 def summary(
     experiments: Annotated[Path, typer.Option(help="experiments root")] = Path("experiments"),
     data: Annotated[Path, typer.Option(help="data root")] = Path("data"),
@@ -338,6 +421,14 @@ def summary(
         "Look at the results: [bold]make ui[/] (MLflow UI at http://127.0.0.1:5000), "
         "[bold]make lab[/] (notebooks/), HTML reports under experiments/*/report.html"
     )
+
+
+def _verify_task_raw(module: Any, features_dir: Path) -> None:
+    """Verify the raw tables a task's train/evaluate read (``RAW_TABLES`` of its module; the raw folder sits
+    beside the features folder)."""
+    tables = tuple(getattr(module, "RAW_TABLES", ()))
+    if tables:
+        _verified_raw(Path(features_dir).parent / "raw", tables)
 
 
 def main() -> None:  # pragma: no cover - console entry

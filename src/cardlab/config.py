@@ -10,14 +10,18 @@ Sections are owned by the stage that reads them; DVC stages list exactly those k
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import typing
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cardlab.errors import CardlabError
 
 PRESETS = ("ci", "dev", "bench")
 TASKS = ("credit", "limit", "churn")
@@ -26,7 +30,7 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
-class ParamsError(ValueError):
+class ParamsError(CardlabError, ValueError):
     """params.yaml (or an override) is invalid; the message names the key and what would be right."""
 
 
@@ -383,7 +387,55 @@ class Params(StrictModel):
 # ---------------------------------------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------------------------------------
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _field_model(annotation: Any) -> type[BaseModel] | None:
+    """The params model inside a field's annotation (``X``, ``X | None``, ``dict[str, X]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _field_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed in the mapping at ``loc`` (a path of keys from the root of params.yaml)."""
+    model: type[BaseModel] | None = Params
+    skip_dict_key = False
+    for part in loc:
+        if model is None:
+            return []
+        if skip_dict_key:  # the key of a dict-valued field (e.g. a preset name) names no field
+            skip_dict_key = False
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = _field_model(field.annotation)
+        skip_dict_key = typing.get_origin(field.annotation) is dict
+    return sorted(model.model_fields) if model is not None and not skip_dict_key else []
+
+
+def _unknown_key_message(loc: tuple[Any, ...]) -> str:
+    allowed = _allowed_keys(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}" if allowed else ""
+    return "unknown key" + (f"; {hint}" if hint else "")
+
+
+def _source_of(loc: tuple[Any, ...], overrides: dict[tuple[str, ...], str], default: str) -> str:
+    """The override (``--set k=v``) an error at ``loc`` comes from, else the params file."""
+    key = tuple(str(p) for p in loc)
+    for path, item in overrides.items():
+        n = min(len(path), len(key))
+        if path[:n] == key[:n]:
+            return f"--set {item}"
+    return default
+
+
+def _format_validation_error(
+    err: ValidationError, source: str, overrides: dict[tuple[str, ...], str] | None = None
+) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
@@ -391,12 +443,21 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (check spelling; allowed keys are the fields of this section)"
-        lines.append(f"{source}: {key}: {msg}{got_txt}")
+            msg = _unknown_key_message(e["loc"])
+            got_txt = ""
+        lines.append(f"{_source_of(e['loc'], overrides or {}, source)}: {key}: {msg}{got_txt}")
     return "\n".join(lines)
 
 
-def parse_params(raw: dict[str, Any] | None, source: str = "params.yaml") -> Params:
+def parse_params(
+    raw: dict[str, Any] | None,
+    source: str = "params.yaml",
+    *,
+    overrides: dict[tuple[str, ...], str] | None = None,
+) -> Params:
+    """Validate a raw params mapping (missing sections and keys take their defaults; use
+    :func:`load_params` for a params file, where every section must be present). ``overrides`` maps the
+    key paths set by ``--set`` to the override text, so that their errors name the override."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -404,7 +465,7 @@ def parse_params(raw: dict[str, Any] | None, source: str = "params.yaml") -> Par
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ParamsError(_format_validation_error(err, source)) from None
+        raise ParamsError(_format_validation_error(err, source, overrides)) from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -412,30 +473,65 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     raw = json.loads(json.dumps(raw, default=str))
     for item in overrides:
         if "=" not in item:
-            raise ParamsError(f"override {item!r}: expected KEY=VALUE, e.g. simulate.seed=11")
+            raise ParamsError(f"--set {item}: expected KEY=VALUE, e.g. --set simulate.seed=11")
         key, value = item.split("=", 1)
-        node = raw
         parts = key.strip().split(".")
-        for p in parts[:-1]:
+        if not all(parts):
+            raise ParamsError(f"--set {item}: {key.strip()!r} is not a dotted key like tune.n_trials")
+        node = raw
+        for depth, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ParamsError(f"override {item!r}: {p} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
+                where = ".".join(parts[: depth + 1])
+                raise ParamsError(f"--set {item}: {where} is a value, not a section (got {node!r})")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ParamsError(f"--set {item}: the value is not valid YAML ({err.problem})") from None
     return raw
 
 
+SECTIONS = tuple(Params.model_fields)
+
+
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
-    """Load and validate params.yaml; missing file -> defaults only if ``path`` is the default and absent."""
+    """Load and validate a params file, then apply ``--set`` overrides.
+
+    The file must hold every section (``simulate``, ``features``, ...) as a mapping: an empty or partial file
+    is an error, never a silent fall-back to built-in defaults. Errors name the file or the override."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: params file not found (run from the repo root or pass --params)")
+    if path.is_dir():
+        raise ParamsError(f"{path}: is a folder, expected the params YAML file")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text ({err.reason})") from None
+    source = str(path)
+    if raw is None or raw == {}:
+        raise ParamsError(
+            f"{source}: the file is empty; it must hold the sections {', '.join(SECTIONS)} "
+            "(start from the repository's params.yaml)"
+        )
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: top level must be a mapping of sections, got {type(raw).__name__}")
+    missing = [s for s in SECTIONS if s not in raw]
+    if missing:
+        raise ParamsError(
+            f"{source}: missing section(s) {', '.join(missing)}; every section must be present "
+            "(built-in defaults are never used silently; copy them from the repository's params.yaml)"
+        )
+    empty = [s for s in SECTIONS if raw.get(s) is None]
+    if empty:
+        raise ParamsError(f"{source}: section(s) {', '.join(empty)} are empty; give their keys")
+    sets: dict[tuple[str, ...], str] = {}
     if overrides:
-        raw = apply_overrides(raw or {}, overrides)
-    return parse_params(raw, source=str(path.name))
+        raw = apply_overrides(raw, overrides)
+        sets = {tuple(o.split("=", 1)[0].strip().split(".")): o for o in overrides}
+    return parse_params(raw, source=source, overrides=sets)
 
 
 def params_hash(section: BaseModel | dict[str, Any]) -> str:

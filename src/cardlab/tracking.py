@@ -8,6 +8,11 @@ Every run gets a readable name, a description and tags that join it to git and D
 flag, DVC stage name, params hash and input data digest; the datasets it read are logged with
 ``mlflow.log_input``. Metrics logged here are the same dicts the stage writes to
 ``experiments/<task>/metrics.json`` (one owner per fact).
+
+Killed runs: a run is tagged with its process (``cardlab_process``, :mod:`cardlab.liveness`). Ctrl-C or
+SIGTERM end it as KILLED on the way out; a run whose process died by SIGKILL is marked KILLED by the next
+stage that opens a run in the same experiment. Registered versions carry the digest of the model files they
+were scored from (``model_digest``); registering a digest again returns its existing version.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.tracking import MlflowClient
 
+from cardlab import liveness
 from cardlab.artifacts import dir_digest
+from cardlab.errors import RegistryError
 
 REGISTERED = {"credit": "cardlab-credit", "limit": "cardlab-limit", "churn": "cardlab-churn"}
 ALIASES = ("challenger", "champion")
@@ -82,6 +89,34 @@ def experiment(name: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
+PROCESS_TAG = "cardlab_process"
+
+
+def mark_orphans_killed(experiment_id: str) -> list[str]:
+    """End as KILLED every RUNNING run of the experiment whose process is gone; returns their ids."""
+    client = MlflowClient()
+    orphans = []
+    for run in client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    ):
+        owner = run.data.tags.get(PROCESS_TAG)
+        if owner is not None and not liveness.alive(owner):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            orphans.append(run.info.run_id)
+    return orphans
+
+
+@contextlib.contextmanager
+def _ended_as_killed_on_interrupt() -> Iterator[None]:
+    """Ctrl-C / SIGTERM inside the block: end the active run as KILLED (not FAILED) before unwinding."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status="KILLED")
+        raise
+
+
 def git_state() -> dict[str, str]:
     """Commit hash and dirty flag of the repo, or 'unknown' outside git."""
     root = repo_root()
@@ -120,6 +155,8 @@ def stage_run(
 ) -> Iterator[Any]:
     """Start an MLflow run joined to git/DVC; ``inputs`` maps dataset names to paths read by the stage."""
     exp_id = experiment(experiment_name)
+    if not nested:
+        mark_orphans_killed(exp_id)
     inputs = inputs or {}
     digest = "-".join(dir_digest(p)[:12] for p in inputs.values() if Path(p).exists()) or "none"
     all_tags = {
@@ -127,13 +164,17 @@ def stage_run(
         "dvc_stage": stage,
         "params_hash": params_hash,
         "input_digest": digest,
+        PROCESS_TAG: liveness.token(),
         **(tags or {}),
     }
     if os.environ.get("CARDLAB_MLPROJECT_RUN_ID"):
         all_tags["mlproject_run_id"] = os.environ["CARDLAB_MLPROJECT_RUN_ID"]
-    with mlflow.start_run(
-        experiment_id=exp_id, run_name=run_name, nested=nested, tags=all_tags, description=description
-    ) as run:
+    with (
+        mlflow.start_run(
+            experiment_id=exp_id, run_name=run_name, nested=nested, tags=all_tags, description=description
+        ) as run,
+        _ended_as_killed_on_interrupt(),
+    ):
         for name, path in inputs.items():
             mlflow.log_input(_dataset(Path(path), name), context=stage)
         yield run
@@ -171,30 +212,58 @@ def active_run_id() -> str | None:
 # ---------------------------------------------------------------------------------------------------------
 # models and the registry
 # ---------------------------------------------------------------------------------------------------------
+# what loading a logged booster needs, pinned to the installed (= uv.lock) versions: explicit requirements
+# spare MLflow its requirement inference (a subprocess per model, ~10 s, and a warning when uv is absent)
+MODEL_REQUIREMENTS = ("xgboost", "numpy", "pandas")
+
+
 def log_xgboost_model(booster: Any, input_example: Any) -> str:
     """Log an XGBoost booster with signature inferred from ``input_example``; returns the model URI."""
+    from importlib.metadata import version
+
     import mlflow.xgboost
     from mlflow.models import infer_signature
 
     signature = infer_signature(input_example, booster.inplace_predict(input_example))
     info = mlflow.xgboost.log_model(
-        booster, name="model", signature=signature, input_example=input_example.head(5)
+        booster,
+        name="model",
+        signature=signature,
+        input_example=input_example.head(5),
+        pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in MODEL_REQUIREMENTS],
     )
     return info.model_uri
 
 
-def register_model(task: str, model_uri: str, *, challenger: bool, description: str) -> int:
-    """Register ``model_uri`` as a new version of ``cardlab-<task>``; alias it ``challenger`` if asked."""
+def register_model(
+    task: str, model_uri: str, *, challenger: bool, description: str, model_digest: str | None = None
+) -> int:
+    """Register ``model_uri`` as a version of ``cardlab-<task>`` tagged with ``model_digest``; when a version
+    with that digest exists, return it instead of adding a duplicate. The ``challenger`` alias follows
+    ``challenger``: set on this version when true, taken off it when false."""
     configure()
     name = REGISTERED[task]
     client = MlflowClient()
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name, description=f"cardlab {task} model (see docs/tasks/{task}.md)")
-    mv = mlflow.register_model(model_uri, name)
-    client.update_model_version(name, mv.version, description=description)
+    existing = (
+        client.search_model_versions(f"name = '{name}' and tags.model_digest = '{model_digest}'")
+        if model_digest
+        else []
+    )
+    if existing:
+        version = min(int(v.version) for v in existing)
+    else:
+        tags = {"model_digest": model_digest} if model_digest else None
+        version = int(mlflow.register_model(model_uri, name, tags=tags).version)
+    client.update_model_version(name, str(version), description=description)
     if challenger:
-        client.set_registered_model_alias(name, "challenger", mv.version)
-    return int(mv.version)
+        client.set_registered_model_alias(name, "challenger", str(version))
+    else:
+        aliases = client.get_registered_model(name).aliases or {}
+        if str(aliases.get("challenger")) == str(version):
+            client.delete_registered_model_alias(name, "challenger")
+    return version
 
 
 def promote(task: str) -> tuple[str, int]:
@@ -205,7 +274,9 @@ def promote(task: str) -> tuple[str, int]:
     try:
         mv = client.get_model_version_by_alias(name, "challenger")
     except mlflow.exceptions.MlflowException as err:
-        raise LookupError(f"{name} has no 'challenger' version to promote (run the pipeline first)") from err
+        raise RegistryError(
+            f"{name} has no 'challenger' version to promote in {tracking_uri()} (run the pipeline first)"
+        ) from err
     client.set_registered_model_alias(name, "champion", mv.version)
     return name, int(mv.version)
 
@@ -220,8 +291,16 @@ def resume_or_start(run_id: str | None, **stage_run_kwargs: Any) -> Iterator[Any
         except mlflow.exceptions.MlflowException:
             run_id = None
     if run_id:
-        with mlflow.start_run(run_id=run_id) as run:
-            mlflow.set_tag("dvc_stage_last", stage_run_kwargs.get("stage", ""))
+        exp_id = MlflowClient().get_run(run_id).info.experiment_id
+        mark_orphans_killed(exp_id)
+        with mlflow.start_run(run_id=run_id) as run, _ended_as_killed_on_interrupt():
+            mlflow.set_tags(
+                {
+                    **(stage_run_kwargs.get("tags") or {}),
+                    "dvc_stage_last": stage_run_kwargs.get("stage", ""),
+                    PROCESS_TAG: liveness.token(),
+                }
+            )
             yield run
     else:
         with stage_run(**stage_run_kwargs) as run:

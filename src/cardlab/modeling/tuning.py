@@ -5,27 +5,40 @@
   best params; a resumed run repeats no finished trial).
 - Pruning: optuna-integration's ``XGBoostPruningCallback`` on the validation metric, with early stopping.
 - Storage: a journal file (``experiments/<task>/optuna.journal``) by default, or any RDB URL from params.
-  The study name carries a hash of the data and the search settings, so changed inputs start a new study and
-  an interrupted one resumes by name.
+- Identity: the study name carries a hash of everything a trial's result depends on — the tune params
+  (search space, budget, rounds), the seed and fixed booster params, the data digest, the source of every
+  cardlab module the objective can run (:func:`cardlab.codedeps.code_digest`: the task module, this module,
+  the screen, the booster code ...) and the versions of xgboost/optuna. Changed code or data start a new study;
+  a killed run of the *same* study resumes by name and finishes exactly the missing trials.
+- Concurrency: a file lock per study (``.<study>.tune.lock`` beside the journal); a second process that would
+  tune the same study refuses at once with a message naming the holder (two tuners would draw the same
+  trials and overshoot ``n_trials``).
 - MLflow: one parent run per study, lean nested runs per trial (params + metric only).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import filelock
 import optuna
 import xgboost as xgb
 from optuna.trial import TrialState
 from optuna_integration import XGBoostPruningCallback
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cardlab import tracking
+from cardlab import liveness, tracking
+from cardlab.artifacts import fault_point
+from cardlab.codedeps import code_digest
 from cardlab.config import TuneParams, params_hash
+from cardlab.errors import StudyBusyError
 from cardlab.modeling.xgb import fit_booster
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -52,9 +65,59 @@ def storage_for(tune: TuneParams, out_dir: Path) -> optuna.storages.BaseStorage 
     return optuna.storages.journal.JournalStorage(backend)
 
 
-def study_name(task: str, tune: TuneParams, data_digest: str, extra: dict[str, Any] | None = None) -> str:
-    key = json.dumps({"tune": params_hash(tune), "data": data_digest, "extra": extra or {}}, sort_keys=True)
+# libraries whose behaviour decides a trial's result (sampler, pruner, booster)
+LIBRARIES = ("optuna", "optuna-integration", "xgboost", "numpy")
+
+
+def code_identity(roots: Iterable[str] = ()) -> str:
+    """Digest of the source an objective can run (``roots`` plus this module, transitively) and of the
+    versions of :data:`LIBRARIES`."""
+    code = code_digest(["cardlab.modeling.tuning", *roots])
+    libs = ",".join(f"{lib}={version(lib)}" for lib in LIBRARIES)
+    return hashlib.sha256(f"{code}|{libs}".encode()).hexdigest()
+
+
+def study_name(
+    task: str, tune: TuneParams, data_digest: str, extra: dict[str, Any] | None = None, *, code: str = ""
+) -> str:
+    """``<task>-<hash>``: the hash covers the tune params (search space included), the data digest, ``extra``
+    (seed, fixed booster params) and ``code`` (:func:`code_identity`)."""
+    key = json.dumps(
+        {"tune": params_hash(tune), "data": data_digest, "extra": extra or {}, "code": code},
+        sort_keys=True,
+        default=str,
+    )
     return f"{task}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def study_lock(out_dir: Path, name: str) -> Iterator[None]:
+    """Hold the lock of study ``name`` for the block; refuse at once when another process holds it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = out_dir / f".{name}.tune.lock"
+    owner_path = out_dir / f".{name}.tune.owner"
+    lock = filelock.FileLock(lock_path, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        try:
+            holder = json.loads(owner_path.read_text())
+            who = f"pid {holder['pid']} on {holder['host']}, started {holder['since']}"
+        except (OSError, ValueError, KeyError):
+            who = "another process"
+        raise StudyBusyError(
+            f"Optuna study {name} is being tuned by {who} (lock {lock_path}); wait for it to finish and "
+            "re-run: the study then resumes where it stopped (two tuners on one study would draw the same "
+            "trials)"
+        ) from None
+    try:
+        host, pid, _ = liveness.token().rsplit(":", 2)
+        since = datetime.datetime.now().isoformat(timespec="seconds")
+        owner_path.write_text(json.dumps({"pid": int(pid), "host": host, "since": since}))
+        yield
+    finally:
+        owner_path.unlink(missing_ok=True)
+        lock.release()
 
 
 def _fail_interrupted(study: optuna.Study) -> int:
@@ -80,9 +143,53 @@ def run_study(
     metric: str = "auc",
     experiment_name: str,
     on_trial: Callable[[int], None] | None = None,
+    code_roots: Iterable[str] = (),
+    identity: dict[str, Any] | None = None,
 ) -> optuna.Study:
-    """Run (or resume) the study for ``task`` until ``tune.n_trials`` trials have finished."""
-    name = study_name(task, tune, data_digest, {"seed": seed, "fixed": fixed or {}})
+    """Run (or resume) the study for ``task`` until ``tune.n_trials`` trials have finished.
+
+    ``code_roots``: the modules that prepare the matrices and call this (e.g. ``cardlab.tasks.credit``); their
+    source is part of the study's identity, with ``identity`` (anything else that decides the result)."""
+    code = code_identity(code_roots)
+    name = study_name(
+        task, tune, data_digest, {"seed": seed, "fixed": fixed or {}, **(identity or {})}, code=code
+    )
+    with study_lock(out_dir, name):
+        return _run_locked_study(
+            name=name,
+            code=code,
+            task=task,
+            tune=tune,
+            seed=seed,
+            out_dir=out_dir,
+            base=base,
+            dtrain=dtrain,
+            dvalid=dvalid,
+            fixed=fixed,
+            direction=direction,
+            metric=metric,
+            experiment_name=experiment_name,
+            on_trial=on_trial,
+        )
+
+
+def _run_locked_study(
+    *,
+    name: str,
+    code: str,
+    task: str,
+    tune: TuneParams,
+    seed: int,
+    out_dir: Path,
+    base: dict[str, Any],
+    dtrain: xgb.DMatrix,
+    dvalid: xgb.DMatrix,
+    fixed: dict[str, Any] | None,
+    direction: str,
+    metric: str,
+    experiment_name: str,
+    on_trial: Callable[[int], None] | None,
+) -> optuna.Study:
     study = optuna.create_study(
         study_name=name,
         storage=storage_for(tune, out_dir),
@@ -119,7 +226,7 @@ def run_study(
             f"{tune.n_trials} trials (resumed with {done_before} finished).",
             stage=f"tune@{task}",
             params_hash=params_hash(tune),
-            tags={"task": task, "optuna_study": name},
+            tags={"task": task, "optuna_study": name, "code_digest": code[:16]},
         ),
         Progress(
             TextColumn(f"[bold]tune {task}"),
@@ -149,6 +256,7 @@ def run_study(
                 )
                 tracking.set_tags({"trial_state": trial.state.name})
             progress.update(bar, completed=finished())
+            fault_point(f"tune.trial.{trial.number}")
             if on_trial is not None:
                 on_trial(trial.number)
         best = study.best_trial

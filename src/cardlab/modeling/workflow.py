@@ -1,13 +1,25 @@
-"""The tune -> train steps every task shares, and the files they leave in ``experiments/<task>/``.
+"""The tune -> train -> evaluate steps every task shares, and the files they leave in ``experiments/<task>/``.
 
-``best_params.json`` (tune) and ``model/`` (train) are DVC outputs with deterministic bytes. The MLflow run
-id of the training run is kept in ``experiments/<task>/.mlflow_run`` (git- and DVC-ignored) so that the
-evaluate stage adds its metrics, plots and registry entry to the same run.
+``best_params.json`` (tune) and ``model/`` (train) are DVC outputs with deterministic bytes. The train ->
+evaluate handoff (docs/reliability.md):
+
+- train removes the run pointer ``experiments/<task>/.mlflow_run`` (git- and DVC-ignored) *before* it replaces
+  ``model/``, and writes it again, atomically, only after the model is logged: run id, model URI and the
+  **model digest** (:func:`model_digest`, sha256 of the ``model/`` files). So a pointer never describes another
+  model than the one on disk, whatever moment train is killed at.
+- evaluate records the digest of the files it loads (:func:`load_model`), checks before registering that
+  ``model/`` still has it, and registers the training run's model only when the pointer carries the same
+  digest; otherwise (no pointer, a pointer of another model, a run absent from the store) it logs the scored
+  model in its own run and registers that. The version carries the digest as tag ``model_digest``, and a
+  digest already registered returns its existing version (:func:`cardlab.tracking.register_model`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +27,9 @@ import pandas as pd
 import polars as pl
 
 from cardlab import tracking
-from cardlab.artifacts import atomic_dir, dir_digest, write_json
+from cardlab.artifacts import atomic_dir, dir_digest, fault_point, read_json, write_json
 from cardlab.config import Params, params_hash
+from cardlab.errors import InputDataError, MissingInputError, ModelFileError
 from cardlab.modeling.screen import shadow_screen
 from cardlab.modeling.tuning import run_study
 from cardlab.modeling.xgb import (
@@ -32,6 +45,9 @@ from cardlab.modeling.xgb import (
 SPLITS = ("train", "valid", "oot")
 # metrics where larger is better; everything else (logloss, rmse, ...) is minimised
 MAXIMISED = {"auc", "aucpr", "map", "ndcg"}
+RUN_POINTER = ".mlflow_run"
+# digest of the model/ files each evaluate loaded, by folder: checked again before registering
+_SCORED: dict[Path, str] = {}
 
 
 def experiment_name(params: Params, task: str) -> str:
@@ -41,11 +57,18 @@ def experiment_name(params: Params, task: str) -> str:
 def read_snapshots(features_root: Path, task: str) -> pd.DataFrame:
     path = Path(features_root) / task
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `dvc repro features` (or `cardlab features`)")
-    df = pl.read_parquet(path).to_pandas()
+        raise MissingInputError(f"{path} is missing: run `dvc repro features` (or `cardlab features`)")
+    try:
+        df = pl.read_parquet(path).to_pandas()
+    except (pl.exceptions.ComputeError, OSError) as err:
+        raise InputDataError(
+            f"{path}: not readable as Parquet ({str(err).splitlines()[0]}); re-run `dvc repro features`"
+        ) from None
     missing = {"customer_id", "snapshot_date", "split", "label"} - set(df.columns)
     if missing:
-        raise ValueError(f"{path}: contract columns missing: {sorted(missing)}")
+        raise InputDataError(
+            f"{path}: contract columns missing: {sorted(missing)}; re-run `dvc repro features`"
+        )
     return df
 
 
@@ -55,7 +78,10 @@ def load_task_data(features_root: Path, task: str, modelled: pd.Series | None = 
     names, directions = task_features(read_dictionary(features_root), task)
     absent = [n for n in names if n not in df.columns]
     if absent:
-        raise ValueError(f"features listed in the dictionary but absent from {task}: {absent[:5]}")
+        raise InputDataError(
+            f"features listed in {Path(features_root) / 'feature_dictionary.json'} but absent from "
+            f"{Path(features_root) / task}: {absent[:5]}; re-run `dvc repro features`"
+        )
     keep = df["label"].notna()
     if modelled is not None:
         keep &= modelled.reindex(df.index, fill_value=False)
@@ -63,7 +89,9 @@ def load_task_data(features_root: Path, task: str, modelled: pd.Series | None = 
     frames = {s: df[df["split"] == s].reset_index(drop=True) for s in SPLITS}
     for s, f in frames.items():
         if f.empty:
-            raise ValueError(f"{task}: split {s!r} has no labelled rows; check features.split in params.yaml")
+            raise InputDataError(
+                f"{task}: split {s!r} has no labelled rows; check features.split in params.yaml"
+            )
     return TaskData(frames=frames, features=names, directions=directions)
 
 
@@ -82,7 +110,7 @@ def tune_task(
         tune=tune,
         seed=params.simulate.seed,
         out_dir=out,
-        data_digest=dir_digest(Path(features_root) / task)[:16],
+        data_digest=features_digest(features_root, task),
         base=base_params(tune, eval_metric=metric),
         dtrain=data.matrix("train"),
         dvalid=data.matrix("valid"),
@@ -90,10 +118,11 @@ def tune_task(
         direction="maximize" if metric in MAXIMISED else "minimize",
         metric=metric,
         experiment_name=experiment_name(params, task),
+        code_roots=("cardlab.modeling.workflow", f"cardlab.tasks.{task}"),
+        identity={"features": data.features},
     )
     best = study.best_trial
     result = {
-        "study_name": study.study_name,
         "best_value": round(float(best.value), 6),
         "metric": f"valid_{metric}",
         "n_trials": sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials),
@@ -115,12 +144,13 @@ def train_task(
     *,
     metric: str = "auc",
     description: str,
+    extra_models: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Fit the final booster with the tuned params; write ``model/`` and log the model to MLflow."""
-    best_path = out / "best_params.json"
-    if not best_path.exists():
-        raise FileNotFoundError(f"{best_path} is missing: run `cardlab tune {task}` first")
-    tuned = json.loads(best_path.read_text())
+    """Fit the final booster with the tuned params; write ``model/`` and log the model to MLflow.
+
+    ``extra_models(folder)`` writes further models of the task into the new ``model/`` before it replaces the
+    old one (churn's value and uplift models), so the whole folder changes in one rename."""
+    tuned = read_best_params(out, task)
     best = tuned["best_params"]
     if "features" in tuned:  # the features that passed the screen in tune
         data = data.subset(tuned["features"])
@@ -137,12 +167,19 @@ def train_task(
         early_stopping_rounds=params.tune.early_stopping_rounds,
     )
     model_dir = out / "model"
+    clear_run_pointer(out)  # from here on no pointer may describe the model being replaced
     with atomic_dir(model_dir) as tmp:
         save_booster(booster, tmp / "model.ubj")
         write_json(
             {"features": data.features, "directions": data.directions, "params": booster_params},
             tmp / "features.json",
         )
+        if extra_models is not None:
+            extra_models(tmp)
+        digest = dir_digest(
+            tmp
+        )  # of the files this process wrote (model/ may change under a concurrent train)
+    fault_point("train.model_written")
     with tracking.stage_run(
         experiment_name=experiment_name(params, task),
         run_name=f"{task}-model",
@@ -150,20 +187,125 @@ def train_task(
         stage=f"train@{task}",
         params_hash=params_hash(params.tune),
         inputs={f"features_{task}": Path(features_root) / task},
-        tags={"task": task},
+        tags={"task": task, "model_digest": digest},
     ) as run:
         tracking.log_params(booster_params)
         tracking.log_metrics({"best_iteration": booster.num_boosted_rounds()})
         model_uri = tracking.log_xgboost_model(
             booster, data.frames["train"][data.features].astype("float32").head(20)
         )
-        (out / ".mlflow_run").write_text(json.dumps({"run_id": run.info.run_id, "model_uri": model_uri}))
+        write_run_pointer(out, run.info.run_id, {"default": model_uri}, digest)
     return model_dir
 
 
+def read_best_params(out: Path, task: str) -> dict:
+    """``best_params.json`` of ``task`` (written by tune); errors name the file and the stage to run."""
+    tuned = read_json(
+        Path(out) / "best_params.json",
+        what="the tuned params",
+        remedy=f"run `cardlab tune {task}` (or `dvc repro tune@{task}`)",
+    )
+    if not isinstance(tuned, dict):
+        raise InputDataError(
+            f"{Path(out) / 'best_params.json'}: expected a JSON object; re-run `cardlab tune {task}`"
+        )
+    return tuned
+
+
+def features_digest(features_root: Path, task: str) -> str:
+    """Digest of a task's snapshot rows and the feature dictionary (what a study's trials are fitted on)."""
+    root = Path(features_root)
+    parts = [dir_digest(root / task)]
+    if (root / "feature_dictionary.json").exists():
+        parts.append(dir_digest(root / "feature_dictionary.json"))
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the train -> evaluate handoff
+# ---------------------------------------------------------------------------------------------------------
+def model_digest(out: Path) -> str:
+    """sha256 over the names and bytes of ``out/model/`` (every model file the task trained)."""
+    folder = Path(out) / "model"
+    if not folder.is_dir():
+        raise MissingInputError(f"{folder} is missing: run `cardlab train {Path(out).name}` first")
+    return dir_digest(folder)
+
+
+def clear_run_pointer(out: Path) -> None:
+    (Path(out) / RUN_POINTER).unlink(missing_ok=True)
+
+
+def write_run_pointer(out: Path, run_id: str, model_uris: dict[str, str], digest: str) -> None:
+    """Atomically record the MLflow run holding the model with ``digest`` (the files the run's model came from)."""
+    write_json(
+        {
+            "run_id": run_id,
+            "model_uri": model_uris["default"],
+            "model_uris": model_uris,
+            "model_digest": digest,
+        },
+        Path(out) / RUN_POINTER,
+    )
+
+
+def read_run_pointer(out: Path) -> dict:
+    """The run pointer, or {} when absent or unreadable (then evaluate logs the model itself)."""
+    try:
+        pointer = json.loads((Path(out) / RUN_POINTER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return pointer if isinstance(pointer, dict) else {}
+
+
+def remember_scored(out: Path, digest: str) -> None:
+    """Record that evaluate scores the ``model/`` files with ``digest`` (see :func:`scored_digest`)."""
+    _SCORED[(Path(out) / "model").resolve()] = digest
+
+
+def scored_digest(out: Path) -> str:
+    """The digest of the model evaluate scored, checked against ``model/`` now: a model replaced while
+    evaluate ran (a concurrent train) is never registered under the scores of another."""
+    now = model_digest(out)
+    scored = _SCORED.get((Path(out) / "model").resolve(), now)
+    if scored != now:
+        raise ModelFileError(
+            f"{Path(out) / 'model'} changed while evaluate ran (digest {scored[:12]} when loaded, {now[:12]} "
+            f"now; another `cardlab train` ran meanwhile): re-run `cardlab evaluate {Path(out).name}`"
+        )
+    return scored
+
+
+def verified_run(out: Path, digest: str) -> dict:
+    """The run pointer if it describes the model with ``digest``, else {} (saying why on stderr)."""
+    pointer = read_run_pointer(out)
+    if pointer and pointer.get("model_digest") != digest:
+        sys.stderr.write(
+            f"note: {Path(out) / RUN_POINTER} describes another model than {Path(out) / 'model'} (digest "
+            f"{str(pointer.get('model_digest'))[:12]} vs {digest[:12]}); the scored model is logged to this "
+            "evaluation's MLflow run and registered from there\n"
+        )
+        return {}
+    return pointer
+
+
 def load_model(out: Path) -> tuple[object, list[str], dict[str, int]]:
-    booster = load_booster(out / "model" / "model.ubj")
-    meta = json.loads((out / "model" / "features.json").read_text())
+    """The booster, feature list and directions in ``out/model/``; remembers their digest for registration."""
+    out = Path(out)
+    digest = model_digest(out)
+    task = out.name
+    booster = load_booster(out / "model" / "model.ubj", remedy=f"re-run `cardlab train {task}`")
+    meta = read_json(
+        out / "model" / "features.json",
+        what="the model's feature list",
+        remedy=f"re-run `cardlab train {task}` (or `dvc repro train@{task}`)",
+    )
+    if not isinstance(meta, dict) or not {"features", "directions"} <= set(meta):
+        raise ModelFileError(
+            f"{out / 'model' / 'features.json'}: expected keys 'features' and 'directions'; "
+            f"re-run `cardlab train {task}`"
+        )
+    remember_scored(out, digest)
     return booster, meta["features"], meta["directions"]
 
 
@@ -180,14 +322,14 @@ def log_evaluation(
     registry_note: str,
     extra_params: dict | None = None,
 ) -> None:
-    """Add evaluate's metrics and plots to the training run and register the model.
+    """Add evaluate's metrics and plots to the training run and register the model evaluate scored.
 
-    The model URI comes from ``.mlflow_run`` (written by :func:`train_task`); if that run is gone from the
-    store (e.g. a fresh mlflow.db), the model is logged again in a new run. The ``challenger`` alias is set
-    only when ``passed`` (the task's OOT thresholds in params.yaml hold).
+    The training run is used only when the run pointer carries the digest of the scored model (module
+    docstring); otherwise the scored model is logged in a new run and the pointer is rewritten to it. The
+    ``challenger`` alias is set only when ``passed`` (the task's OOT thresholds in params.yaml hold).
     """
-    run_file = out / ".mlflow_run"
-    logged = json.loads(run_file.read_text()) if run_file.exists() else {}
+    digest = scored_digest(out)
+    logged = verified_run(out, digest)
     run_id = logged.get("run_id")
     with tracking.resume_or_start(
         run_id,
@@ -196,11 +338,13 @@ def log_evaluation(
         description=description,
         stage=f"evaluate@{task}",
         params_hash=params_hash(params_slice),
+        tags={"task": task, "model_digest": digest},
     ) as run:
         if run_id is None or run.info.run_id != run_id:
             booster, features, _ = load_model(out)
             example = pd.DataFrame(np.zeros((5, len(features)), dtype="float32"), columns=features)
             model_uri = tracking.log_xgboost_model(booster, example)
+            write_run_pointer(out, run.info.run_id, {"default": model_uri}, digest)
         else:
             model_uri = logged["model_uri"]
         if extra_params:
@@ -215,4 +359,5 @@ def log_evaluation(
             model_uri,
             challenger=passed,
             description=f"{registry_note}; thresholds {'passed' if passed else 'NOT passed'}.",
+            model_digest=digest,
         )

@@ -17,6 +17,7 @@ import pandas as pd
 import xgboost as xgb
 
 from cardlab.config import TuneParams
+from cardlab.errors import InputDataError, MissingInputError, ModelFileError
 
 SEED = 20231101  # fixed: XGBoost's own sampling seed; study-level randomness comes from params
 
@@ -54,8 +55,11 @@ class TaskData:
 def read_dictionary(features_root: Path) -> list[dict[str, Any]]:
     path = Path(features_root) / "feature_dictionary.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `dvc repro features` (or `cardlab features`)")
-    data = json.loads(path.read_text(encoding="utf-8"))
+        raise MissingInputError(f"{path} is missing: run `dvc repro features` (or `cardlab features`)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputDataError(f"{path}: not valid JSON ({err}); re-run `dvc repro features`") from None
     return data["features"] if isinstance(data, dict) else data
 
 
@@ -120,9 +124,16 @@ def save_booster(booster: xgb.Booster, path: Path) -> None:
     booster.save_model(str(path))
 
 
-def load_booster(path: Path) -> xgb.Booster:
+def load_booster(path: Path, remedy: str = "re-run the train stage") -> xgb.Booster:
+    """Load a saved booster; a missing, truncated or foreign file raises an error naming it and ``remedy``."""
     if not Path(path).exists():
-        raise FileNotFoundError(f"{path} is missing: run the train stage first")
+        raise MissingInputError(f"{path} is missing: {remedy}")
     booster = xgb.Booster()
-    booster.load_model(str(path))
+    try:
+        booster.load_model(str(path))
+    except xgb.core.XGBoostError as err:
+        reason = str(err).strip().splitlines()[0][:160]
+        raise ModelFileError(
+            f"{path}: not a readable XGBoost model (truncated or damaged: {reason}); {remedy}"
+        ) from None
     return booster

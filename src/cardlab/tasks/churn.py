@@ -33,6 +33,7 @@ from scipy import stats
 
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
 from cardlab.config import ChurnParams, Params
+from cardlab.errors import MissingInputError
 from cardlab.modeling import metrics as M
 from cardlab.modeling import uplift as U
 from cardlab.modeling.workflow import (
@@ -46,6 +47,7 @@ from cardlab.modeling.workflow import (
 from cardlab.modeling.xgb import SEED, TaskData
 
 TASK = "churn"
+RAW_TABLES = ("statements",)  # raw tables train/evaluate read (verified against the manifest first)
 DESCRIPTION = (
     "Churn early-warning model for the co-branded card: probability of voluntary closure or silent attrition "
     "in months t+1..t+3 after a monthly snapshot (1-month gap). Monotone XGBoost tuned with Optuna on the "
@@ -65,7 +67,7 @@ def _raw_root(features_root: Path, raw: Path | None) -> Path:
     """Raw tables sit beside the features folder (``data/raw`` next to ``data/features``) unless given."""
     path = Path(raw) if raw is not None else Path(features_root).parent / "raw"
     if not (path / "statements").exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path / 'statements'} is missing: the value target needs raw statements "
             "(run `dvc repro simulate`, or pass raw=...)"
         )
@@ -195,14 +197,21 @@ def train(params: Params, features_root: Path, out: Path, raw: Path | None = Non
     (``model/uplift/``: train-split fits for selection, train+valid refits for scoring)."""
     features_root, out = Path(features_root), Path(out)
     data = _data(features_root)
-    model_dir = train_task(params, TASK, data, features_root, out, description=DESCRIPTION)
     snaps = read_snapshots(features_root, TASK)
-    _train_value(params, snaps, data.features, _raw_root(features_root, raw), out)
-    _train_uplift(params, snaps, data.features, out)
-    return model_dir
+    raw_root = _raw_root(features_root, raw)
+
+    def companions(model_dir: Path) -> None:  # written into the new model/ before it replaces the old one
+        _train_value(params, snaps, data.features, raw_root, model_dir)
+        _train_uplift(params, snaps, data.features, model_dir)
+
+    return train_task(
+        params, TASK, data, features_root, out, description=DESCRIPTION, extra_models=companions
+    )
 
 
-def _train_value(params: Params, snaps: pd.DataFrame, features: list[str], raw: Path, out: Path) -> None:
+def _train_value(
+    params: Params, snaps: pd.DataFrame, features: list[str], raw: Path, model_dir: Path
+) -> None:
     cp = params.churn
     snaps = snaps.assign(value_yuan=realised_value(snaps, raw, params))
     cfg = U.XGBConfig(
@@ -241,7 +250,7 @@ def _train_value(params: Params, snaps: pd.DataFrame, features: list[str], raw: 
         verbose_eval=False,
     )
     amount = amount[: amount.best_iteration + 1]
-    with atomic_dir(out / "model" / "value") as tmp:
+    with atomic_dir(model_dir / "value") as tmp:
         hurdle.save_model(str(tmp / "nonzero.ubj"))
         amount.save_model(str(tmp / "amount.ubj"))
         write_json(
@@ -269,7 +278,7 @@ def predict_value(out: Path, df: pd.DataFrame) -> np.ndarray:
     )
 
 
-def _train_uplift(params: Params, snaps: pd.DataFrame, features: list[str], out: Path) -> None:
+def _train_uplift(params: Params, snaps: pd.DataFrame, features: list[str], model_dir: Path) -> None:
     cp = params.churn
     cfg = _uplift_cfg(cp, params.tune.nthread)
     camp = snaps[_campaign_rows(snaps)].reset_index(drop=True)
@@ -284,7 +293,7 @@ def _train_uplift(params: Params, snaps: pd.DataFrame, features: list[str], out:
     Xa, ya, wa, ea = _xywe(pd.concat([tr, va]), features)  # the refit for scoring uses train + valid
     valid_pred = va[["customer_id", "card_id", "snapshot_date"]].copy()
     scores = {}
-    with atomic_dir(out / "model" / "uplift") as tmp:
+    with atomic_dir(model_dir / "uplift") as tmp:
         for name in cp.uplift_learners:
             stage1 = U.make_learner(name, cfg).fit(Xt, yt, wt, et)
             tau_v = stage1.predict(Xv)

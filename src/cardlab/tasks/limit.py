@@ -34,14 +34,25 @@ import xgboost as xgb
 from scipy.special import expit
 
 from cardlab import tracking
-from cardlab.artifacts import atomic_dir, dir_digest, write_json, write_parquet
+from cardlab.artifacts import atomic_dir, dir_digest, fault_point, read_json, write_json, write_parquet
 from cardlab.config import Params, params_hash
 from cardlab.modeling import ope
 from cardlab.modeling.optimise import InfeasibleError, MCKPResult, solve_mckp
 from cardlab.modeling.screen import shadow_screen
 from cardlab.modeling.tuning import run_study
 from cardlab.modeling.validation import top_gain_features, validation_pack
-from cardlab.modeling.workflow import SPLITS, experiment_name, read_snapshots
+from cardlab.modeling.workflow import (
+    SPLITS,
+    clear_run_pointer,
+    experiment_name,
+    model_digest,
+    read_best_params,
+    read_snapshots,
+    remember_scored,
+    scored_digest,
+    verified_run,
+    write_run_pointer,
+)
 from cardlab.modeling.xgb import (
     TaskData,
     base_params,
@@ -208,10 +219,11 @@ def tune(params: Params, features_root: Path, out: Path) -> dict:
             direction="minimize",
             metric=spec["metric"],
             experiment_name=experiment_name(params, TASK),
+            code_roots=(__name__,),
+            identity={"features": data.features},
         )
         best = study.best_trial
         result[model] = {
-            "study_name": study.study_name,
             "best_value": round(float(best.value), 6),
             "metric": f"valid_{spec['metric']}",
             "n_trials": sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials),
@@ -231,10 +243,7 @@ def tune(params: Params, features_root: Path, out: Path) -> dict:
 def train(params: Params, features_root: Path, out: Path) -> Path:
     """Fit the three response models with the tuned params; write ``model/`` and log them to MLflow."""
     out = Path(out)
-    best_path = out / "best_params.json"
-    if not best_path.exists():
-        raise FileNotFoundError(f"{best_path} is missing: run `cardlab tune {TASK}` first")
-    tuned = json.loads(best_path.read_text())
+    tuned = read_best_params(out, TASK)
     best = tuned["models"]
     df, names, directions = _load(features_root)
     names = [n for n in names if n in set(tuned.get("features", names))]  # the screened features
@@ -282,10 +291,13 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
             info["logit_shift"] = recalibration_shift(boosters[model], data, coef, lp.pd_recalibration_months)
         meta["models"][model] = info
     model_dir = out / "model"
+    clear_run_pointer(out)  # the train -> evaluate handoff of modeling/workflow.py
     with atomic_dir(model_dir) as tmp:
         for model, booster in boosters.items():
             save_booster(booster, tmp / f"{model}.ubj")
         write_json(meta, tmp / "features.json")
+        digest = dir_digest(tmp)  # of the files this process wrote
+    fault_point("train.model_written")
     with tracking.stage_run(
         experiment_name=experiment_name(params, TASK),
         run_name=f"{TASK}-model",
@@ -293,7 +305,7 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
         stage=f"train@{TASK}",
         params_hash=params_hash(params.tune),
         inputs={f"features_{TASK}": Path(features_root) / TASK},
-        tags={"task": TASK},
+        tags={"task": TASK, "model_digest": digest},
     ) as run:
         tracking.log_params(
             {f"{m}_{k}": v for m, d in meta["models"].items() for k, v in d["params"].items()}
@@ -307,9 +319,7 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
         )
         example = df[df["split"] == "train"][meta["features"]].astype("float32").head(20)
         uris = {m: tracking.log_xgboost_model(b, example) for m, b in boosters.items()}
-        (out / ".mlflow_run").write_text(
-            json.dumps({"run_id": run.info.run_id, "model_uri": uris["default"], "model_uris": uris})
-        )
+        write_run_pointer(out, run.info.run_id, uris, digest)
     return model_dir
 
 
@@ -384,11 +394,13 @@ def recalibration_shift(booster: xgb.Booster, data: TaskData, coef: float, month
 
 
 def load_models(out: Path) -> tuple[dict[str, object], dict]:
-    meta_path = Path(out) / "model" / "features.json"
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path} is missing: run `cardlab train {TASK}` first")
-    meta = json.loads(meta_path.read_text())
-    return {m: load_booster(Path(out) / "model" / f"{m}.ubj") for m in MODELS}, meta
+    """The three response boosters and their metadata; remembers their digest for registration."""
+    digest = model_digest(Path(out))
+    remedy = f"re-run `cardlab train {TASK}` (or `dvc repro train@{TASK}`)"
+    meta = read_json(Path(out) / "model" / "features.json", what="the models' metadata", remedy=remedy)
+    models = {m: load_booster(Path(out) / "model" / f"{m}.ubj", remedy=remedy) for m in MODELS}
+    remember_scored(Path(out), digest)
+    return models, meta
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1167,8 +1179,8 @@ def _log_to_mlflow(
     """Add metrics and plots to the training run and register the model (challenger if the checks pass).
     ``limit_models/`` holds every response model and ``decision_policy.json`` (the budgets' shadow prices,
     the line grid and the economics): all the decision service needs to set a first line."""
-    run_file = out / ".mlflow_run"
-    logged = json.loads(run_file.read_text()) if run_file.exists() else {}
+    digest = scored_digest(out)  # the handoff of modeling/workflow.py: register what was scored
+    logged = verified_run(out, digest)
     run_id = logged.get("run_id")
     with tracking.resume_or_start(
         run_id,
@@ -1177,6 +1189,7 @@ def _log_to_mlflow(
         description=DESCRIPTION,
         stage=f"evaluate@{TASK}",
         params_hash=params_hash(params.limit),
+        tags={"task": TASK, "model_digest": digest},
     ) as run:
         if run_id is None or run.info.run_id != run_id:
             models, meta = load_models(out)
@@ -1184,6 +1197,7 @@ def _log_to_mlflow(
                 np.zeros((5, len(meta["features"])), dtype="float32"), columns=meta["features"]
             )
             uris = {m: tracking.log_xgboost_model(b, example) for m, b in models.items()}
+            write_run_pointer(out, run.info.run_id, uris, digest)
         else:
             uris = logged.get("model_uris") or {"default": logged["model_uri"]}
         tracking.log_metrics(metrics)
@@ -1212,4 +1226,5 @@ def _log_to_mlflow(
                 f" constraints {'hold' if metrics['constraints_hold'] else 'BROKEN'}; "
                 f"{'challenger' if passed else 'not promoted'}."
             ),
+            model_digest=digest,
         )

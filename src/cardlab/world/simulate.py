@@ -7,9 +7,15 @@ only on success.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import math
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -18,6 +24,7 @@ import numpy as np
 import pyarrow
 from rich.progress import Progress
 
+from cardlab import liveness
 from cardlab.artifacts import atomic_children, dir_digest, write_json, write_parquet
 from cardlab.config import PRESETS, SimulateParams
 from cardlab.world import schemas
@@ -145,7 +152,11 @@ def simulate(params: SimulateParams, out: Path, *, workers: int, progress: bool 
 def _run_shards(
     params: SimulateParams, shards: list[tuple[int, int]], tmp: Path, workers: int, progress: bool
 ) -> dict[str, int]:
-    """Generate all shards (in-process for workers=1, else in a spawn process pool); sum the row counts."""
+    """Generate all shards (in-process for workers=1, else in a forkserver process pool); sum the row counts.
+
+    Workers die with this process: each watches its parent and exits when it is gone (a SIGKILL leaves no
+    orphan writing into the staging folder), and on any exception here — SIGTERM and Ctrl-C included — the
+    workers are killed before the staging folder is removed."""
     with Progress(disable=not progress) as bar:
         task = bar.add_task(f"simulate {params.preset}: shards", total=len(shards))
         if workers == 1:
@@ -158,14 +169,63 @@ def _run_shards(
             # deadlock; the server preloads the simulator once so workers start fast
             mp = multiprocessing.get_context("forkserver")
             mp.set_forkserver_preload(["cardlab.world.simulate"])
-            with ProcessPoolExecutor(max_workers=min(workers, len(shards)), mp_context=mp) as pool:
+            pool = ProcessPoolExecutor(
+                max_workers=min(workers, len(shards)),
+                mp_context=mp,
+                initializer=_die_with_parent,
+                initargs=(os.getpid(), liveness.process_start(os.getpid())),
+            )
+            try:
                 futures = [pool.submit(simulate_shard, params, s, n, tmp) for s, n in shards]
                 results = []
                 for f in futures:
                     results.append(f.result())
                     bar.advance(task)
+            except BaseException:
+                _kill_workers(pool)
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
     counts: dict[str, int] = {}
     for r in results:
         for k, v in r.items():
             counts[k] = counts.get(k, 0) + v
     return counts
+
+
+def _die_with_parent(parent_pid: int, parent_start: int | None) -> None:
+    """Worker initializer: exit as soon as the simulating process is gone (the forkserver, not it, is the
+    worker's parent, so the kernel's parent-death signal alone would not see it die)."""
+    _set_parent_death_signal()
+
+    def watch() -> None:
+        while liveness.pid_alive(parent_pid, parent_start):
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cardlab-parent-watch", daemon=True).start()
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: SIGKILL this process when its parent (the forkserver) exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the watch thread alone stops the worker
+        pass
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the pool's workers now (a running shard is not waited for). Python 3.14 has
+    ``terminate_workers``; before it, the executor's own process table is the only handle."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            proc.kill()
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(ValueError, AssertionError):
+            proc.join(timeout=5)
