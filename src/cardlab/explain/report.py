@@ -449,12 +449,23 @@ def render(ctx: dict[str, Any]) -> str:
 
     add('<h2 id="truth">9. Faithfulness against the world\'s truth</h2>')
     if truth.get("table"):
-        verdict = "ok" if e.get("decoys_below_drivers") else "bad"
+        decoys = e.get("decoys_below_drivers")
+        verdict = "ok" if decoys is True else "bad"
+        control = glob.get("control_truth", {}) if isinstance(glob, dict) else {}
         add(
             f"<p>Spearman rank correlation between source importance and true driver strength: "
-            f"<b>{_fmt(e.get('shap_truth_spearman'))}</b> over {_fmt(truth.get('n_drivers_seen'))} observable drivers. "
-            f'Every decoy below every driver: <span class="{verdict}">{_fmt(e.get("decoys_below_drivers"))}</span>.</p>'
+            f"<b>{_fmt(e.get('shap_truth_spearman'))}</b> (95 % interval {_fmt(e.get('shap_truth_spearman_lo'))}–"
+            f"{_fmt(e.get('shap_truth_spearman_hi'))}) over {_fmt(truth.get('n_drivers_seen'))} observable drivers, "
+            f"{_fmt(e.get('n_drivers_used'))} of them used (not assessable with fewer than 3 used). "
+            f"Decoy check on the <b>control model</b> (the tuned parameters refitted with every candidate feature, "
+            f"decoys included, no shadow screen; {_fmt(e.get('control_n_drivers_used'))} drivers used): every decoy "
+            f'below every driver: <span class="{verdict}">{_esc(str(decoys))}</span>.</p>'
         )
+        if control.get("decoy_driver_inversions"):
+            pairs = ", ".join(
+                f"{i['decoy']} above {i['driver']}" for i in control["decoy_driver_inversions"][:8]
+            )
+            add(f'<p class="note">Control-model inversions: {_esc(pairs)}.</p>')
         inv = truth.get("decoy_driver_inversions") or []
         if inv:
             pairs = ", ".join(f"{i['decoy']} above {i['driver']}" for i in inv[:8])

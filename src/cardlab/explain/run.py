@@ -37,8 +37,14 @@ from cardlab.modeling import metrics as M
 from cardlab.modeling.workflow import experiment_name, load_model, read_snapshots
 from cardlab.modeling.xgb import read_dictionary, task_features
 
-METRIC_KEYS = ("shap_additivity_max_err", "shap_truth_spearman", "decoys_below_drivers")
+METRIC_KEYS = (
+    "shap_additivity_max_err",
+    "shap_truth_spearman",
+    "n_drivers_used",
+    "decoys_below_drivers",
+)
 KEYS = ["customer_id", "snapshot_date"]
+CONTROL_MAX_BIN = 64
 AGE_BANDS = (18, 25, 35, 45, 55, 200)
 
 
@@ -289,14 +295,19 @@ def global_shap(
 
 
 def faithfulness(
-    task: str, sv: S.ShapValues, dictionary: dict[str, dict], oracle: Path
+    task: str, sv: S.ShapValues, dictionary: dict[str, dict], oracle: Path, *, candidates: bool = True
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Source importance and the truth check against ``oracle/true_drivers.json`` (faithfulness.py). Candidate
-    features the model does not use (screened out in tune) take part with importance 0."""
+    """Source importance and the truth check against ``oracle/true_drivers.json`` (faithfulness.py). With
+    ``candidates``, candidate features the model does not use (screened out in tune) take part with
+    importance 0."""
     truth_path = Path(oracle) / "true_drivers.json"
     truth = F.load_truth(truth_path, task) if truth_path.exists() else None
-    known = set(truth["drivers"]) | set(truth["decoys"]) | set(truth["proxies"]) if truth else set()
-    unused = [f for f in task_features(list(dictionary.values()), task)[0] if f not in set(sv.features)]
+    known = _known_columns(truth)
+    unused = (
+        [f for f in task_features(list(dictionary.values()), task)[0] if f not in set(sv.features)]
+        if candidates
+        else []
+    )
     src_imp = F.source_importance(
         np.hstack([sv.values, np.zeros((len(sv.values), len(unused)), np.float32)]),
         [*sv.features, *unused],
@@ -305,8 +316,9 @@ def faithfulness(
     )
     if truth is None:
         return src_imp, {
-            "shap_truth_spearman": float("nan"),
-            "decoys_below_drivers": False,
+            "shap_truth_spearman": None,
+            "decoys_below_drivers": F.NOT_ASSESSABLE,
+            "n_drivers_used": 0,
             "table": [],
             "proxies": {},
             "note": f"{truth_path} not found",
@@ -314,10 +326,121 @@ def faithfulness(
     return src_imp, F.truth_check(src_imp, truth)
 
 
+def _known_columns(truth: dict[str, Any] | None) -> set[str]:
+    return set(truth["drivers"]) | set(truth["decoys"]) | set(truth["proxies"]) if truth else set()
+
+
+def _directions(model: ExplainedModel) -> dict[str, int]:
+    """Monotone direction of each registered feature, parsed from its ``monotone_constraints`` string."""
+    mc = str(model.params.get("monotone_constraints", "") or "").strip("()")
+    vals = [int(float(v)) for v in mc.split(",") if v.strip()] if mc else []
+    return dict(zip(model.features, vals, strict=False)) if len(vals) == len(model.features) else {}
+
+
+def control_model(
+    task: str, model: ExplainedModel, snapshots: pd.DataFrame, dictionary: list[dict], nthread: int
+) -> tuple[xgb.Booster, list[str]]:
+    """The faithfulness control: the registered model's tuned parameters and number of trees, refitted on the
+    same training rows with **every candidate feature** of the task forced in (decoys and every driver
+    included; no shadow screen), plus any treatment column the registered model has (limit). Monotone
+    constraints follow the feature dictionary (the registered model's own for its extra columns); limit's
+    log-line offset is kept as the base margin. Fitted on the train split only, with
+    :data:`CONTROL_MAX_BIN` histogram bins."""
+    names, directions = task_features(dictionary, task)
+    extra = [f for f in model.features if f not in set(names)]
+    features = [*names, *extra]
+    registered = _directions(model)
+    dirs = {**{f: directions.get(f, 0) for f in names}, **{f: registered.get(f, 0) for f in extra}}
+    absent = [f for f in features if f not in snapshots.columns]
+    if absent:
+        raise ValueError(f"control model: features absent from the {task} snapshots: {absent[:5]}")
+    rows = _modelled(task, snapshots) & (snapshots["split"] == "train").to_numpy()
+    if rows.sum() < 50:
+        raise ValueError(f"control model: only {int(rows.sum())} labelled train rows for {task}")
+    train = snapshots[rows]
+    dtrain = xgb.DMatrix(
+        S.as_matrix(train, features),
+        label=train["label"].to_numpy(dtype=np.float32),
+        feature_names=features,
+        nthread=nthread,
+    )
+    if model.offset_slope and model.offset_x is not None:
+        dtrain.set_base_margin((model.offset_slope * model.offset_x[rows]).astype("float32"))
+    params = {k: v for k, v in model.params.items() if k not in ("eval_metric", "monotone_constraints")}
+    params["monotone_constraints"] = "(" + ",".join(str(int(dirs[f])) for f in features) + ")"
+    params["nthread"] = nthread
+    # an engineering setting, not a tuned one: 64 histogram bins fit the control a few times faster
+    params["max_bin"] = CONTROL_MAX_BIN
+    booster = xgb.train(params, dtrain, num_boost_round=max(int(model.booster.num_boosted_rounds()), 1))
+    return booster, features
+
+
+def faithfulness_metrics(
+    params: Params,
+    task: str,
+    snapshots: pd.DataFrame,
+    model: ExplainedModel,
+    sample: np.ndarray,
+    sv: S.ShapValues,
+    dictionary: dict[str, dict],
+    oracle: Path,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Faithfulness of the registered model (Spearman with its bootstrap bounds, drivers used) and the decoy
+    check on the control model (:func:`control_model`), on the same seeded OOT ``sample``. Returns the flat
+    metrics and the two truth checks (registered, control)."""
+    gp, nthread = params.grading, params.tune.nthread
+    truth_path = Path(oracle) / "true_drivers.json"
+    truth = F.load_truth(truth_path, task) if truth_path.exists() else None
+    src_imp, check = faithfulness(task, sv, dictionary, oracle)
+    out: dict[str, Any] = {
+        "shap_truth_spearman": check["shap_truth_spearman"],
+        "shap_truth_spearman_lo": None,
+        "shap_truth_spearman_hi": None,
+        "n_drivers_seen": check.get("n_drivers_seen", 0),
+        "n_drivers_used": check.get("n_drivers_used", 0),
+    }
+    if truth is not None and check["shap_truth_spearman"] is not None and len(sample):
+        unused = [f for f in task_features(list(dictionary.values()), task)[0] if f not in set(sv.features)]
+        sources, rows, _ = F.source_matrix(
+            np.hstack([sv.values, np.zeros((len(sv.values), len(unused)), np.float32)]),
+            [*sv.features, *unused],
+            dictionary,
+            _known_columns(truth),
+        )
+        out["shap_truth_spearman_lo"], out["shap_truth_spearman_hi"] = F.spearman_bounds(
+            rows,
+            sources,
+            truth,
+            snapshots["customer_id"].to_numpy()[sample],
+            n_boot=gp.bootstrap,
+            seed=gp.seed,
+            level=gp.ci_level,
+        )
+    control_check: dict[str, Any] = {"decoys_below_drivers": F.NOT_ASSESSABLE, "table": []}
+    if truth is not None and len(sample):
+        booster, features = control_model(task, model, snapshots, list(dictionary.values()), nthread)
+        x = S.as_matrix(snapshots.iloc[sample], features)
+        csv = S.tree_shap(booster, x, features, nthread=nthread)
+        _, control_check = faithfulness(task, csv, dictionary, oracle, candidates=False)
+    out.update(
+        {
+            "decoys_below_drivers": control_check["decoys_below_drivers"],
+            "decoy_driver_inversions": len(control_check.get("decoy_driver_inversions", [])),
+            "decoy_max_share": control_check.get("max_decoy_share"),
+            "control_n_drivers_used": control_check.get("n_drivers_used", 0),
+            "control_shap_truth_spearman": control_check.get("shap_truth_spearman"),
+        }
+    )
+    return out, check, control_check
+
+
 def contract_metrics(params: Params, task: str, features_root: Path, oracle: Path, out: Path) -> dict:
     """The explanation keys of the task's ``metrics.json`` contract, computed by the evaluate stage on the same
-    seeded OOT sample ``cardlab explain`` uses: ``shap_additivity_max_err``, ``shap_truth_spearman``,
-    ``decoys_below_drivers``."""
+    seeded OOT sample ``cardlab explain`` uses: ``shap_additivity_max_err``; for the registered model
+    ``shap_truth_spearman`` (+ ``_lo``/``_hi``; None when fewer than 3 drivers are used), ``n_drivers_seen``,
+    ``n_drivers_used``; for the control model (every candidate feature forced in) ``decoys_below_drivers``
+    (True / False / "not assessable"), ``decoy_driver_inversions``, ``decoy_max_share``,
+    ``control_n_drivers_used``, ``control_shap_truth_spearman``."""
     snapshots = read_snapshots(Path(features_root), task).reset_index(drop=True)
     model = explained_model(task, Path(out), snapshots)
     x_all = S.as_matrix(snapshots, model.features)
@@ -326,14 +449,15 @@ def contract_metrics(params: Params, task: str, features_root: Path, oracle: Pat
     oot = (snapshots["split"] == "oot").to_numpy()
     sample, sv = global_shap(model, x_all, oot, params.explain.global_sample, rng, params.tune.nthread)
     dictionary = {e["name"]: e for e in read_dictionary(Path(features_root))}
-    _, check = faithfulness(task, sv, dictionary, Path(oracle))
+    faithful, _, _ = faithfulness_metrics(
+        params, task, snapshots, model, sample, sv, dictionary, Path(oracle)
+    )
     return _round(
         {
             "shap_additivity_max_err": float(np.max(np.abs(sv.margin - margin_all[sample])))
             if len(sample)
             else 0.0,
-            "shap_truth_spearman": check["shap_truth_spearman"],
-            "decoys_below_drivers": bool(check["decoys_below_drivers"]),
+            **faithful,
         }
     )
 
@@ -438,8 +562,11 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
             ep.seed,
         )
 
-    # --- faithfulness against the oracle's true drivers
-    src_imp, check = faithfulness(task, sv, dictionary, oracle)
+    # --- faithfulness against the oracle's true drivers (registered model) and the control model's decoy check
+    faithful, check, control_check = faithfulness_metrics(
+        params, task, snapshots, model, sample, sv, dictionary, oracle
+    )
+    src_imp, _ = faithfulness(task, sv, dictionary, oracle)
 
     # --- optional interventional SHAP against the reference population
     interventional = None
@@ -466,10 +593,7 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
 
     metrics = {
         "shap_additivity_max_err": add_err,
-        "shap_truth_spearman": check["shap_truth_spearman"],
-        "decoys_below_drivers": bool(check["decoys_below_drivers"]),
-        "decoy_max_share": check.get("max_decoy_share", float("nan")),
-        "decoy_driver_inversions": len(check.get("decoy_driver_inversions", [])),
+        **faithful,
         "shap_impl_max_diff": impl_diff,
         "shap_explained_rows": int(len(sample)),
         "reason_rows": int(len(dec_idx)),
@@ -501,6 +625,7 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
                 for r in src_imp.to_dict("records")
             ],
             "truth": {k: v for k, v in check.items()},
+            "control_truth": {k: v for k, v in control_check.items()},
             "interventional": interventional,
         }
     )
@@ -544,7 +669,8 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
             P.truth_scatter(
                 pd.DataFrame(check["table"]),
                 tmp / "truth.png",
-                takeaway=f"Spearman {rho:.2f}; decoys below every driver: {check['decoys_below_drivers']}",
+                takeaway=f"Spearman {'n/a (< 3 drivers used)' if rho is None else f'{rho:.2f}'}; "
+                f"control model: decoys below every driver: {faithful['decoys_below_drivers']}",
             )
         context = REPORT.collect_context(
             params,
@@ -588,6 +714,7 @@ def _log_to_mlflow(params: Params, task: str, out: Path, metrics: dict, context:
         tracking.set_tags(
             {
                 "decoys_below_drivers": str(metrics["decoys_below_drivers"]).lower(),
+                "n_drivers_used": str(metrics["n_drivers_used"]),
                 "model_report": "report.html",
             }
         )

@@ -230,12 +230,15 @@ class _Steps:
 
 
 def _apply_split(lf: pl.LazyFrame, params: FeaturesParams, task: str) -> pl.LazyFrame:
+    """train / valid / oot by snapshot month; rows in the performance-window gap before OOT (their labels
+    close inside the OOT window) and after ``oot_end`` are dropped (config.SplitParams)."""
     sp = params.split_for(task)
     t = pl.col("t")
-    return lf.filter((t >= 0) & (t <= sp.oot_end)).with_columns(
+    kept = (t >= 0) & ((t < sp.valid_end) | ((t >= sp.oot_start) & (t <= sp.oot_end)))
+    return lf.filter(kept).with_columns(
         pl.when(t < sp.valid_start)
         .then(pl.lit("train"))
-        .when(t < sp.oot_start)
+        .when(t < sp.valid_end)
         .then(pl.lit("valid"))
         .otherwise(pl.lit("oot"))
         .alias("split")

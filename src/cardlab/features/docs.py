@@ -22,14 +22,14 @@ def render(dictionary: dict) -> str:
         "",
         f"Direction: {dictionary['direction_meaning']}.",
         "",
-        "| task | rows | features | split (valid_start / oot_start / oot_end) |",
+        "| task | rows | features | split (valid_start / gap_months / oot_start / oot_end) |",
         "|---|---:|---:|---|",
     ]
     for task, info in dictionary["tasks"].items():
         sp = info["split"]
         lines.append(
             f"| {task} | {info['rows']:,} | {len(info['feature_columns'])} | "
-            f"{sp['valid_start']} / {sp['oot_start']} / {sp['oot_end']} |"
+            f"{sp['valid_start']} / {sp.get('gap_months', 0)} / {sp['oot_start']} / {sp['oot_end']} |"
         )
     lines += [
         "",

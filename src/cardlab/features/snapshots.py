@@ -4,11 +4,18 @@ A snapshot is (customer, snapshot_date) plus task keys. Features only use comple
 snapshot's month (``t`` = month index of snapshot_date); labels only use months on/after it.
 
 * credit - one row per application at its application_date; label = 90+ DPD (or charge-off) within the first
-  ``credit_horizon_months`` statements after booking; null when declined, not booked, or the window is not
-  fully inside the world.
+  ``credit_horizon_months`` statements after booking, i.e. statement months ``open_m + 1 .. open_m + h`` (a
+  card's first statement comes the month after it opens; the oracle's ``pd_12m`` covers the same 12
+  statements); null when declined, not booked, or the window is not fully inside the world.
 * limit - one row per limit decision: the initial line (at the application date) and every periodic review
   (at its review_date); realised outcomes over the next ``limit_outcome_months`` statement months as ``y_*``
-  columns; label = ``y_dpd90``; null when fewer than ``limit_min_outcome_months`` months are observable.
+  columns, from the first statement the decision acts on (booking: the month after the card opens; review on
+  the 28th: the next month), the same months as the oracle's ``limit_potential``; label = ``y_dpd90``; null
+  when fewer than ``limit_min_outcome_months`` months are observable.
+
+Every label window ends at statement month ``t + label_span_months(task)`` (``t`` = snapshot month index):
+:meth:`cardlab.config.FeaturesParams.label_span_months` states it, and each split's performance-window gap is
+checked against it.
 * churn - one row per open, booked, not-yet-silent card at the first day of each month t; month t is the action
   month (gap); label = voluntary closure or ``silent_months`` consecutive months without purchases or cash
   advance inside months [t+gap, t+gap+horizon); rows whose card is charged off before the window ends, or
@@ -56,14 +63,16 @@ def credit_snapshots(
         pl.col("close_date"),
         pl.col("close_reason").cast(pl.String),
     )
+    # the first h statements: months open_m + 1 .. open_m + h (the booking month has no statement)
+    first = pl.col("open_m") + 1
     bad = (
         _bad_events(statements, cal)
         .join(booked.select("card_id", "open_m"), on="card_id")
-        .filter((pl.col("m") >= pl.col("open_m")) & (pl.col("m") < pl.col("open_m") + h))
+        .filter((pl.col("m") >= first) & (pl.col("m") < first + h))
         .group_by("card_id")
         .agg(pl.lit(True).alias("_dpd90"))
     )
-    end_excl = month_start_expr(cal, pl.col("open_m") + h)
+    end_excl = month_start_expr(cal, first + h)
     out = (
         base.join(booked, on="application_id", how="left")
         .join(bad, on="card_id", how="left")
@@ -74,7 +83,7 @@ def credit_snapshots(
                     False
                 )
             ).alias("_bad"),
-            (pl.col("open_m") + h - 1 <= cal.months - 1).alias("_complete"),
+            (pl.col("open_m") + h <= cal.months - 1).alias("_complete"),
         )
         .with_columns(
             pl.when(pl.col("approved") & pl.col("card_id").is_not_null() & pl.col("_complete"))
@@ -195,7 +204,8 @@ def limit_snapshots(
                 if "limit_propensity" in aschema
                 else pl.lit(None, pl.Float64)
             ).alias("propensity"),
-            pl.col("open_m").alias("s"),
+            # the first statement after booking: the same 12 months as the oracle's booking potential
+            (pl.col("open_m") + 1).alias("s"),
         )
     )
     review_m = cal.index_expr("review_date").cast(pl.Int32)

@@ -34,6 +34,8 @@ from scipy import stats
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
 from cardlab.config import ChurnParams, Params
 from cardlab.errors import MissingInputError
+from cardlab.explain.run import contract_metrics
+from cardlab.modeling import grading as G
 from cardlab.modeling import metrics as M
 from cardlab.modeling import uplift as U
 from cardlab.modeling.workflow import (
@@ -44,7 +46,7 @@ from cardlab.modeling.workflow import (
     train_task,
     tune_task,
 )
-from cardlab.modeling.xgb import SEED, TaskData
+from cardlab.modeling.xgb import SEED, TaskData, read_dictionary, task_features
 
 TASK = "churn"
 RAW_TABLES = ("statements",)  # raw tables train/evaluate read (verified against the manifest first)
@@ -83,18 +85,23 @@ def _month_index(col: str) -> pl.Expr:
     return pl.col(col).dt.year().cast(pl.Int32) * 12 + pl.col(col).dt.month().cast(pl.Int32)
 
 
-def realised_value(snapshots: pd.DataFrame, raw: Path, params: Params) -> pd.Series:
+def realised_value(snapshots: pd.DataFrame, raw: Path, params: Params, *, observable_until=None) -> pd.Series:
     """Realised account margin (yuan) over ``value_horizon_months`` statements from the snapshot month.
 
     Per statement (fen): interchange_rate x purchases + interest + fees - funding_rate/12 x max(closing, 0)
     - rewards_earned - lgd x closing balance at the first statement reaching 90+ DPD (the loss).
-    Months after closure contribute 0. When the window runs past the world's last statement month but at
-    least ``value_min_months`` of it are inside, the sum is annualised (x horizon / months inside); else NaN.
+    Months after closure contribute 0. When the window runs past the world's last statement month (or past
+    ``observable_until``, a date: only statement months before its month count) but at least
+    ``value_min_months`` of it are inside, the sum is annualised (x horizon / months inside); else NaN.
+    The value model trains on windows cut at the first OOT month, so it reads no OOT-period outcome.
     """
     eco = params.simulate.economics
     cp = params.churn
     st = pl.read_parquet(Path(raw) / "statements").lazy()
     last_m = st.select(_month_index("statement_month").max()).collect().item()
+    if observable_until is not None:
+        cut = pd.Timestamp(observable_until)
+        last_m = min(last_m, cut.year * 12 + cut.month - 1)
     bal = pl.col("closing_balance").cast(pl.Float64)
     margin = (
         st.sort("card_id", "statement_month")
@@ -131,7 +138,7 @@ def realised_value(snapshots: pd.DataFrame, raw: Path, params: Params) -> pd.Ser
     summed = (
         keys.lazy()
         .join(margin, on="card_id", how="inner")
-        .filter((pl.col("m") >= pl.col("t")) & (pl.col("m") < pl.col("t") + h))
+        .filter((pl.col("m") >= pl.col("t")) & (pl.col("m") < pl.col("t") + h) & (pl.col("m") <= last_m))
         .group_by("_row")
         .agg(pl.col("margin_fen").sum())
     )
@@ -152,6 +159,13 @@ def realised_value(snapshots: pd.DataFrame, raw: Path, params: Params) -> pd.Ser
         .collect()
     )
     return pd.Series(out["value_yuan"].to_numpy(), index=snapshots.index, name="value_yuan")
+
+
+def value_training_target(snapshots: pd.DataFrame, raw: Path, params: Params) -> pd.Series:
+    """The value model's target: :func:`realised_value` cut at the first OOT month (the first snapshot month
+    of the ``oot`` split), so no train/valid target reads an outcome of the OOT period."""
+    first_oot = pd.to_datetime(snapshots.loc[snapshots["split"] == "oot", "snapshot_date"]).min()
+    return realised_value(snapshots, raw, params, observable_until=None if pd.isna(first_oot) else first_oot)
 
 
 def _campaign_rows(df: pd.DataFrame) -> pd.Series:
@@ -213,7 +227,7 @@ def _train_value(
     params: Params, snaps: pd.DataFrame, features: list[str], raw: Path, model_dir: Path
 ) -> None:
     cp = params.churn
-    snaps = snaps.assign(value_yuan=realised_value(snaps, raw, params))
+    snaps = snaps.assign(value_yuan=value_training_target(snaps, raw, params))
     cfg = U.XGBConfig(
         max_depth=4,
         learning_rate=0.05,
@@ -447,10 +461,13 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path, raw: 
     metrics.update(_targeting_metrics(camp[camp["split"] == "oot"], cp, tables))
     best = json.loads((out / "best_params.json").read_text())
     metrics["n_trials"] = int(best["n_trials"])
-    metrics = {
-        k: (round(float(v), 6) if isinstance(v, float | np.floating) else v)
-        for k, v in sorted(metrics.items())
-    }
+    graded, ceilings = grade(params, snaps, camp, oracle, features_root, sel.get("features", features))
+    metrics.update(graded)
+    snaps["churn_p_ceiling"] = ceilings["churn_p"]
+    snaps = snaps.merge(ceilings["uplift"], on=["card_id", "snapshot_date"], how="left")
+    metrics.update(contract_metrics(params, TASK, features_root, oracle, out))
+    metrics["bars"] = bars(metrics, params)
+    metrics = G.rounded(dict(sorted(metrics.items())))
     write_json(metrics, out / "metrics.json")
 
     pred_cols = [
@@ -461,6 +478,8 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path, raw: 
         "uplift",
         *(f"uplift_{n}" for n in [*learners, "ensemble"]),
         "value_realised",
+        "churn_p_ceiling",
+        "uplift_ceiling",
     ]
     with atomic_dir(out / "predictions.parquet") as tmp:
         pred = snaps[pred_cols].reset_index(drop=True)
@@ -469,7 +488,9 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path, raw: 
     with atomic_dir(out / "plots") as tmp:
         _write_plots(tables, metrics, tmp)
 
-    passed = metrics["oot_auc"] >= cp.min_oot_auc and metrics["lift_at_capacity"] >= cp.min_lift_at_capacity
+    passed = bool(
+        metrics["oot_auc"] >= cp.min_oot_auc and metrics["lift_at_capacity"] >= cp.min_lift_at_capacity
+    )
     log_evaluation(
         params,
         TASK,
@@ -640,6 +661,111 @@ def _targeting_metrics(d: pd.DataFrame, cp: ChurnParams, tables: dict) -> dict:
             m[f"share_of_oracle_{r['rule']}"] = float(r["share_of_oracle"])
     m["value_gross_oracle_targeting"] = m["value_oracle_targeting"] + k * cp.offer_cost_yuan
     return m
+
+
+# ------------------------------------------------------------------------------------------------ grading
+def grade(
+    params: Params,
+    snaps: pd.DataFrame,
+    camp: pd.DataFrame,
+    oracle: Path,
+    features_root: Path,
+    uplift_features: list[str],
+) -> tuple[dict, dict]:
+    """Observable ceilings and customer-clustered bootstrap bounds (modeling/grading.py).
+
+    * OOT AUC: XGBoost fitted to the oracle's ``p_label_3m`` (soft labels) on every snapshot with one, all
+      splits, all candidate features, cross-fitted over customer folds; graded on the labelled OOT rows.
+    * ``qini_capture``: XGBoost regression of the true effect ``tau_label`` on the uplift learners' features
+      over every campaign row, cross-fitted the same way; its out-of-fold ranking of the OOT campaign rows.
+    * bounds on ``lift_at_capacity`` and ``qini_capture`` (and the ratio to the ceiling).
+
+    Returns the metrics and the ceilings' scores: ``churn_p`` per snapshot row (NaN outside the graded rows) and
+    ``uplift`` (card_id, snapshot_date, uplift_ceiling) for the OOT campaign rows."""
+    gp, cp = params.grading, params.churn
+    candidates, _ = task_features(read_dictionary(features_root), TASK)
+    truth = read_churn_true(oracle)[["card_id", "snapshot_date", "p_churn_true"]]
+    rows = snaps[["card_id", "snapshot_date"]].merge(truth, on=["card_id", "snapshot_date"], how="left")
+    p_true = rows["p_churn_true"].to_numpy()
+    has = np.isfinite(p_true)
+    graded = has & (snaps["split"] == "oot").to_numpy() & snaps["label"].notna().to_numpy()
+    fit = G.cross_fit_ceiling(
+        snaps.loc[has, candidates],
+        p_true[has],
+        snaps.loc[has, "customer_id"].to_numpy(),
+        graded[has],
+        gp.ceiling,
+        objective="binary:logistic",
+        seed=gp.seed,
+        nthread=params.tune.nthread,
+    )
+    g = snaps[graded]
+    y = g["label"].to_numpy(dtype=float)
+    out = G.grade_auc(
+        y, g["churn_p"].to_numpy(), fit, p_true[graded], g["customer_id"].to_numpy(), gp, rows=graded[has]
+    )
+    out["oot_auc_ceiling_train_rows"] = fit.train_rows
+    boot = G.ClusterBootstrap.from_params(g["customer_id"].to_numpy(), gp)
+    lo, hi = boot.bounds(
+        boot.replicates(lambda w: G.weighted_lift(y, g["churn_p"].to_numpy(), cp.campaign_capacity_share, w))
+    )
+    out["lift_at_capacity_lo"], out["lift_at_capacity_hi"] = float(lo[0]), float(hi[0])
+
+    camp = camp.reset_index(drop=True)
+    oot = (camp["split"] == "oot").to_numpy()
+    qfit = G.cross_fit_ceiling(
+        camp[uplift_features],
+        camp["tau_true"].to_numpy(),
+        camp["customer_id"].to_numpy(),
+        oot,
+        gp.ceiling,
+        objective="reg:squarederror",
+        seed=gp.seed,
+        nthread=params.tune.nthread,
+    )
+    d = camp[oot]
+    tau, model = d["tau_true"].to_numpy(), d["uplift"].to_numpy()
+    ceiling = {1.0: qfit.full[oot]}
+
+    def stat(idx: np.ndarray) -> list[float]:
+        m, c = U.qini_capture(tau[idx], model[idx]), U.qini_capture(tau[idx], ceiling[1.0][idx])
+        return [m, c, m / c if c else float("nan"), c - m, 1.0 - c]
+
+    qboot = G.ClusterBootstrap.from_params(d["customer_id"].to_numpy(), gp)
+    qlo, qhi = qboot.bounds(qboot.replicates(stat, by_index=True))
+    point = stat(np.arange(len(d)))
+    keys = [
+        "qini_capture",
+        "qini_capture_ceiling",
+        "qini_capture_ceiling_ratio",
+        "qini_capture_learning_loss",
+        "qini_capture_information_loss",
+    ]
+    for i, key in enumerate(keys):
+        if key != "qini_capture":  # written by _uplift_metrics
+            out[key] = point[i]
+        out[f"{key}_lo"], out[f"{key}_hi"] = float(qlo[i]), float(qhi[i])
+    if len(qfit.predictions) > 1:
+        curve_rows, curve = qfit.curve(oot)
+        tau_c = camp["tau_true"].to_numpy()[curve_rows]
+        values = {f: U.qini_capture(tau_c, v) for f, v in curve.items()}
+        out.update(G.learning_curve(values, "qini_capture_ceiling", "qini_capture_ceiling_convergence"))
+        out["qini_capture_ceiling_curve_rows"] = int(curve_rows.sum())
+    out["qini_capture_ceiling_train_rows"] = qfit.train_rows
+    churn_p = np.full(len(snaps), np.nan)
+    churn_p[has] = fit.full
+    uplift = d[["card_id", "snapshot_date"]].assign(uplift_ceiling=ceiling[1.0])
+    return out, {"churn_p": churn_p, "uplift": uplift}
+
+
+def bars(metrics: dict, params: Params) -> list[dict]:
+    """The churn bars (params ``grading.bars.churn`` and ``.explain``; docs/grading.md)."""
+    b = params.grading.bars.churn
+    return [
+        G.metric_bar(metrics, "oot_auc_ceiling_ratio", b.oot_auc_ceiling_ratio),
+        G.metric_bar(metrics, "qini_capture", b.qini_capture),
+        *G.explain_bars(metrics, params.grading.bars.explain),
+    ]
 
 
 # --------------------------------------------------------------------------------------------------- plots

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
 from cardlab.config import Params
 from cardlab.explain.run import contract_metrics
+from cardlab.modeling import grading as G
 from cardlab.modeling import metrics as M
 from cardlab.modeling.scorecard import fit_scorecard, scorecard_pd
 from cardlab.modeling.validation import top_gain_features, validation_pack
@@ -134,16 +136,31 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
             "booked_mean_pd_true": float(modelled["pd_true"].mean()),
         }
     )
+    graded, snapshots["pd_ceiling"] = grade(
+        params, snapshots, booked & (snapshots["split"] == "oot"), candidates
+    )
+    metrics.update(graded)
+    metrics.update(screen_counts(best, read_dictionary(features_root)))
     # the explanation keys of the contract (the explain stage computes the same on the same sample, and more)
     metrics.update(contract_metrics(params, TASK, features_root, oracle, out))
-    metrics = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in sorted(metrics.items())}
+    metrics["bars"] = bars(metrics, params)
+    metrics = G.rounded(dict(sorted(metrics.items())))
     write_json(metrics, out / "metrics.json")
-    pred_cols = ["customer_id", "snapshot_date", "split", "label", "pd", "score", "pd_scorecard"]
+    pred_cols = [
+        "customer_id",
+        "snapshot_date",
+        "split",
+        "label",
+        "pd",
+        "score",
+        "pd_scorecard",
+        "pd_ceiling",
+    ]
     pred_cols += [c for c in ("approved", "pd_legacy") if c in snapshots.columns]
     with atomic_dir(out / "predictions.parquet") as tmp:
         write_parquet(snapshots[pred_cols].reset_index(drop=True), tmp / "part-0.parquet")
 
-    passed = metrics["oot_auc"] >= cp.min_oot_auc and metrics["oot_psi"] <= cp.max_oot_psi
+    passed = bool(metrics["oot_auc"] >= cp.min_oot_auc and metrics["oot_psi"] <= cp.max_oot_psi)
     log_evaluation(
         params,
         TASK,
@@ -157,3 +174,59 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
         f"PSI {metrics['oot_psi']:.3f}",
     )
     return metrics
+
+
+def grade(
+    params: Params, snapshots: pd.DataFrame, graded: pd.Series, candidates: list[str]
+) -> tuple[dict, np.ndarray]:
+    """The observable ceiling of the OOT AUC and clustered-bootstrap bounds (modeling/grading.py).
+
+    Ceiling: XGBoost fitted to the oracle's ``pd_true`` (soft labels) on every application row, booked or
+    declined, in every split, on all candidate features, cross-fitted over customer folds; its out-of-fold PD
+    ranks the ``graded`` rows (booked OOT applications with a label). The lift in the riskiest 10 % gets the
+    same bootstrap. Returns the metrics and the ceiling's PD per row (NaN outside the graded rows)."""
+    gp = params.grading
+    ceiling = G.cross_fit_ceiling(
+        snapshots[candidates],
+        snapshots["pd_true"].to_numpy(),
+        snapshots["customer_id"].to_numpy(),
+        graded.to_numpy(),
+        gp.ceiling,
+        objective="binary:logistic",
+        seed=gp.seed,
+        nthread=params.tune.nthread,
+    )
+    rows = graded.to_numpy()
+    g = snapshots[rows]
+    y, pd_model = g["label"].to_numpy(dtype=float), g["pd"].to_numpy()
+    out = G.grade_auc(
+        y, pd_model, ceiling, g["pd_true"].to_numpy(), g["customer_id"].to_numpy(), gp, rows=rows
+    )
+    out["oot_auc_ceiling_train_rows"] = ceiling.train_rows
+    boot = G.ClusterBootstrap.from_params(g["customer_id"].to_numpy(), gp)
+    lo, hi = boot.bounds(boot.replicates(lambda w: G.weighted_lift(y, pd_model, 0.1, w)))
+    out["oot_lift_at_10pct_lo"], out["oot_lift_at_10pct_hi"] = float(lo[0]), float(hi[0])
+    return out, ceiling.full
+
+
+def screen_counts(best: dict, dictionary: list[dict]) -> dict:
+    """Features the shadow screen kept (``best_params.json`` -> ``features``) and how many of them are
+    behavioural (orders, sessions, BNPL; grading.is_behavioural)."""
+    kept = best.get("features", [])
+    entries = {e["name"]: e for e in dictionary}
+    return {
+        "screen_candidates": int(best.get("screen", {}).get("candidates", len(entries))),
+        "screen_kept": len(kept),
+        "screen_kept_behavioural": sum(G.is_behavioural(entries.get(f, {})) for f in kept),
+    }
+
+
+def bars(metrics: dict, params: Params) -> list[dict]:
+    """The credit bars (params ``grading.bars.credit`` and ``.explain``; docs/grading.md)."""
+    b = params.grading.bars.credit
+    return [
+        G.metric_bar(metrics, "oot_auc_ceiling_ratio", b.oot_auc_ceiling_ratio),
+        G.count_bar("screen_kept", metrics["screen_kept"], b.screen_kept),
+        G.count_bar("screen_kept_behavioural", metrics["screen_kept_behavioural"], b.screen_kept_behavioural),
+        *G.explain_bars(metrics, params.grading.bars.explain),
+    ]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,8 @@ from scipy.special import expit
 from cardlab import tracking
 from cardlab.artifacts import atomic_dir, dir_digest, fault_point, read_json, write_json, write_parquet
 from cardlab.config import Params, params_hash
+from cardlab.explain.run import contract_metrics
+from cardlab.modeling import grading as G
 from cardlab.modeling import ope
 from cardlab.modeling.optimise import InfeasibleError, MCKPResult, solve_mckp
 from cardlab.modeling.screen import shadow_screen
@@ -375,8 +378,10 @@ def pd_line_slope(booster: xgb.Booster, data: TaskData, coef: float = 0.0) -> tu
 
 def recalibration_shift(booster: xgb.Booster, data: TaskData, coef: float, months: int) -> float:
     """Logit shift that makes the mean predicted PD equal the realised default rate of the valid split's
-    latest ``months`` decision months (0: no shift). The OOT decisions follow a macro shock that the training
-    windows barely see; the latest labelled vintages carry the most of it."""
+    latest ``months`` decision months (0: no shift): the most recent vintages whose outcomes are *matured*
+    before the first OOT decision. The split's performance-window gap (``features.limit_split.gap_months`` >=
+    ``limit_outcome_months``, enforced by config.py) ends every valid outcome window before the first OOT month,
+    so the shift reads no OOT-period outcome. evaluate publishes the capture with and without it."""
     frame = data.frames["valid"]
     if not months or frame.empty:
         return 0.0
@@ -467,9 +472,13 @@ def monotone_in_line(values: np.ndarray, lines: np.ndarray) -> np.ndarray:
     return np.where(masked, values, out)
 
 
-def predict_responses(models: dict, meta: dict, df: pd.DataFrame, lines: np.ndarray) -> dict[str, np.ndarray]:
+def predict_responses(
+    models: dict, meta: dict, df: pd.DataFrame, lines: np.ndarray, *, logit_shift: float | None = None
+) -> dict[str, np.ndarray]:
     """S-learner predictions of spend, revolving balance and PD (n x K) at every line option: each model's
-    log-line offset and the PD recalibration applied, then made non-decreasing in the line per row."""
+    log-line offset and the PD recalibration applied (``logit_shift`` replaces the recalibration shift of the
+    default model when given, e.g. 0.0 for the policy without recalibration), then made non-decreasing in the
+    line per row."""
     n, k = lines.shape
     names = [f for f in meta["features"] if f not in TREAT]
     base = df[names].astype("float32").to_numpy()
@@ -489,7 +498,10 @@ def predict_responses(models: dict, meta: dict, df: pd.DataFrame, lines: np.ndar
         margin = booster.inplace_predict(
             frame, predict_type="margin", base_margin=(coef * log_line).astype("float32") if coef else None
         )
-        margin = np.asarray(margin, dtype=np.float64).reshape(n, k) + float(info.get("logit_shift", 0.0))
+        shift = float(info.get("logit_shift", 0.0))
+        if m == "default" and logit_shift is not None:
+            shift = float(logit_shift)
+        margin = np.asarray(margin, dtype=np.float64).reshape(n, k) + shift
         pred = expit(margin) if m == "default" else np.exp(margin)
         out[m] = monotone_in_line(pred, lines)
     out["spend"] = np.clip(out["spend"], 0.0, None)
@@ -663,13 +675,13 @@ def _pick(mat: np.ndarray, choice: np.ndarray) -> np.ndarray:
 
 
 def oot_decisions(
-    df_all: pd.DataFrame, params: Params
+    df_all: pd.DataFrame, params: Params, split: str = "oot"
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The OOT decisions and their options: (rows, lines, options on the grid, logged option index, in arrears,
-    options allowed — no increase for an account in arrears)."""
-    df = df_all[df_all["split"] == "oot"].reset_index(drop=True)
+    """The decisions of ``split`` (default OOT) and their options: (rows, lines, options on the grid, logged
+    option index, in arrears, options allowed — no increase for an account in arrears)."""
+    df = df_all[df_all["split"] == split].reset_index(drop=True)
     if df.empty:
-        raise ValueError("limit: the OOT split has no decisions")
+        raise ValueError(f"limit: the {split} split has no decisions")
     lines, base_allowed = line_options(df, params)
     legacy = logged_choice(df, lines, base_allowed)
     arrears = in_arrears(df)
@@ -678,67 +690,131 @@ def oot_decisions(
     return df, lines, base_allowed, legacy, arrears, allowed
 
 
-def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> dict:
-    """Optimise the OOT decisions, grade every policy with the oracle, OPE from logged data, write outputs."""
-    lp = params.limit
-    out = Path(out)
-    models, meta = load_models(out)
-    df_all, _, _ = _load(features_root)
-    df, lines, base_allowed, legacy, arrears, allowed = oot_decisions(df_all, params)
+@dataclass
+class Plan:
+    """The decisions of one split, our response predictions, the oracle's potential outcomes at every option,
+    and the policies solved under the same constraints (legacy = logged lines; policy = our responses;
+    pd_only = our responses frozen at the logged line; oracle = the oracle's expectations)."""
 
-    resp = predict_responses(models, meta, df, lines)
+    params: Params
+    df: pd.DataFrame
+    lines: np.ndarray
+    base_allowed: np.ndarray
+    legacy: np.ndarray
+    arrears: np.ndarray
+    allowed: np.ndarray
+    resp: dict[str, np.ndarray]
+    truth: dict[str, np.ndarray]
+    value: dict[str, np.ndarray]
+    losses: dict[str, np.ndarray]
+    solved: dict[str, MCKPResult] = field(default_factory=dict)
+
+    @property
+    def expo_legacy(self) -> float:
+        return float(_pick(self.lines, self.legacy).sum())
+
+    def cap(self, name: str) -> float:
+        """Expected-loss cap of a policy: its own loss model's loss of the logged lines (x the cap share)."""
+        return self.params.limit.expected_loss_cap_share * float(_pick(self.losses[name], self.legacy).sum())
+
+    def solve(self, name: str, budget_share: float) -> MCKPResult:
+        lp = self.params.limit
+        return optimise(
+            self.value[name],
+            self.losses[name],
+            self.lines,
+            self.allowed,
+            budget_share * self.expo_legacy,
+            self.cap(name),
+            start=self.legacy if budget_share >= 1.0 and lp.expected_loss_cap_share >= 1.0 else None,
+            time_limit_s=lp.solver_time_limit_s,
+        )
+
+    @property
+    def choice(self) -> dict[str, np.ndarray]:
+        return {"legacy": self.legacy, **{k: v.choice for k, v in self.solved.items()}}
+
+    def profit_of(self, choice: np.ndarray) -> np.ndarray:
+        """The oracle's expected 12-month profit (yuan) of each decision under ``choice``."""
+        return _pick(self.truth["profit"], choice)
+
+    def grade(self, c: np.ndarray) -> dict[str, float]:
+        return {
+            "profit": float(_pick(self.truth["profit"], c).mean()),
+            "loss": float(_pick(self.truth["loss"], c).mean()),
+            "exposure": float(_pick(self.lines, c).mean()),
+        }
+
+
+def plan_decisions(
+    params: Params,
+    models: dict,
+    meta: dict,
+    df_all: pd.DataFrame,
+    oracle: Path,
+    split: str = "oot",
+    *,
+    logit_shift: float | None = None,
+    policies: tuple[str, ...] = ("policy", "pd_only", "oracle"),
+) -> Plan:
+    """Predict the responses at every option of ``split``'s decisions, read the oracle's potential outcomes
+    and solve ``policies`` at the exposure budget (``logit_shift``: see :func:`predict_responses`)."""
+    df, lines, base_allowed, legacy, arrears, allowed = oot_decisions(df_all, params, split)
+    resp = predict_responses(models, meta, df, lines, logit_shift=logit_shift)
     profit_hat, loss_hat = profit_and_loss(resp["spend"], resp["revolve"], resp["default"], lines, params)
     # PD-only: behaviour (spend, revolving, PD) stays as at the logged line; only the loss scales with the line
     fixed = {m: np.repeat(_pick(resp[m], legacy)[:, None], lines.shape[1], axis=1) for m in resp}
     profit_pdo, loss_pdo = profit_and_loss(fixed["spend"], fixed["revolve"], fixed["default"], lines, params)
     truth = read_potential(oracle, df, lines, base_allowed)
+    plan = Plan(
+        params,
+        df,
+        lines,
+        base_allowed,
+        legacy,
+        arrears,
+        allowed,
+        resp,
+        truth,
+        value={"policy": profit_hat, "pd_only": profit_pdo, "oracle": truth["profit"]},
+        losses={"policy": loss_hat, "pd_only": loss_pdo, "oracle": truth["loss"]},
+    )
+    plan.solved = {name: plan.solve(name, params.limit.exposure_budget_share) for name in policies}
+    return plan
+
+
+def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> dict:
+    """Optimise the OOT decisions, grade every policy with the oracle, OPE from logged data, write outputs.
+
+    Beside the OOT headline: the policy without the PD recalibration (``profit_capture_no_recalibration``), the
+    pre-shock decisions of the valid split graded the same way (``valid_*_profit``), the observable ceilings
+    (profit capture and the PD model's AUC) and customer-clustered bootstrap bounds (modeling/grading.py)."""
+    lp = params.limit
+    out = Path(out)
+    models, meta = load_models(out)
+    df_all, names, _ = _load(features_root)
+    plan = plan_decisions(params, models, meta, df_all, oracle, "oot")
+    df, lines, legacy, arrears, allowed = plan.df, plan.lines, plan.legacy, plan.arrears, plan.allowed
+    resp, truth, solved, choice = plan.resp, plan.truth, plan.solved, plan.choice
+    profit_hat, loss_hat = plan.value["policy"], plan.losses["policy"]
+    solve, grade = plan.solve, plan.grade
 
     n = len(df)
-    expo_legacy = float(_pick(lines, legacy).sum())
-    caps = {
-        "policy": float(_pick(loss_hat, legacy).sum()),
-        "pd_only": float(_pick(loss_pdo, legacy).sum()),
-        "oracle": float(_pick(truth["loss"], legacy).sum()),
-    }
-    value = {"policy": profit_hat, "pd_only": profit_pdo, "oracle": truth["profit"]}
-    losses = {"policy": loss_hat, "pd_only": loss_pdo, "oracle": truth["loss"]}
-
-    def solve(name: str, budget_share: float) -> MCKPResult:
-        return optimise(
-            value[name],
-            losses[name],
-            lines,
-            allowed,
-            budget_share * expo_legacy,
-            lp.expected_loss_cap_share * caps[name],
-            start=legacy if budget_share >= 1.0 and lp.expected_loss_cap_share >= 1.0 else None,
-            time_limit_s=lp.solver_time_limit_s,
-        )
-
-    solved = {name: solve(name, lp.exposure_budget_share) for name in ("policy", "pd_only", "oracle")}
+    expo_legacy = plan.expo_legacy
     # shadow prices of the two budgets: the online service's rule for one application (cardlab.serve)
     prices = decision_prices(
-        value["policy"],
-        losses["policy"],
+        plan.value["policy"],
+        plan.losses["policy"],
         lines,
         allowed,
         lp.exposure_budget_share * expo_legacy,
-        lp.expected_loss_cap_share * caps["policy"],
+        lp.expected_loss_cap_share * plan.cap("policy"),
     )
-    choice = {"legacy": legacy, **{k: v.choice for k, v in solved.items()}}
-
-    def grade(c: np.ndarray) -> dict[str, float]:
-        return {
-            "profit": float(_pick(truth["profit"], c).mean()),
-            "loss": float(_pick(truth["loss"], c).mean()),
-            "exposure": float(_pick(lines, c).mean()),
-        }
-
     graded = {p: grade(c) for p, c in choice.items()}
     gain = graded["oracle"]["profit"] - graded["legacy"]["profit"]
     capture = (graded["policy"]["profit"] - graded["legacy"]["profit"]) / gain if gain > 0 else float("nan")
     budget = lp.exposure_budget_share * expo_legacy / n
-    el_cap_oracle = lp.expected_loss_cap_share * caps["oracle"] / n
+    el_cap_oracle = plan.cap("oracle") / n
 
     metrics: dict[str, float | int | str] = {
         "n_decisions": n,
@@ -757,7 +833,7 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
         "expected_loss": graded["policy"]["loss"],
         "expected_loss_cap": el_cap_oracle,
         "expected_loss_model": float(_pick(loss_hat, solved["policy"].choice).mean()),
-        "expected_loss_cap_model": lp.expected_loss_cap_share * caps["policy"] / n,
+        "expected_loss_cap_model": plan.cap("policy") / n,
         "policy_expected_profit_model": float(solved["policy"].objective / n),
     }
     for p in POLICIES:
@@ -839,6 +915,8 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
         and metrics["expected_loss"] <= el_cap_oracle * (1 + lp.expected_loss_tolerance)
     )
     metrics["n_trials"] = int(json.loads((out / "best_params.json").read_text()).get("n_trials", 0))
+    policy_grades, ceiling_choice = grade_policies(params, plan, models, meta, df_all, oracle, names)
+    metrics.update(policy_grades)
 
     # frontier and line distribution (plots + DVC plot CSVs)
     frontier = []
@@ -900,7 +978,11 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
                 n_grades=params.credit.n_grades,
             )
         )
-        metrics = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in sorted(metrics.items())}
+        pd_grades, pd_ceiling = grade_pd_model(params, plan, df_all, oracle, names)
+        metrics.update(pd_grades)
+        metrics.update(contract_metrics(params, TASK, features_root, oracle, out))
+        metrics["bars"] = bars(metrics, params)
+        metrics = G.rounded(dict(sorted(metrics.items())))
         write_json(metrics, out / "metrics.json")
         _round_df(frontier_df).to_csv(tmp / "frontier.csv", index=False, lineterminator="\n")
         _round_df(dist_df).to_csv(tmp / "line_by_grade.csv", index=False, lineterminator="\n")
@@ -920,6 +1002,9 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
             "pd_only_line": _pick(lines, choice["pd_only"]),
             "oracle_line": _pick(lines, choice["oracle"]),
             "pd_at_chosen": np.round(_pick(resp["default"], choice["policy"]), 6),
+            "pd_logged": np.round(_pick(resp["default"], legacy), 6),
+            "pd_ceiling": np.round(pd_ceiling, 6),
+            "ceiling_line": _pick(lines, ceiling_choice),
             "in_arrears": arrears,
         }
     )
@@ -946,89 +1031,229 @@ def pd_validation_frames(
     return frames
 
 
-def feature_ceiling(
+def profit_ceiling(
     params: Params,
-    features_root: Path,
-    oracle: Path,
-    *,
-    folds: int = 2,
-    seed: int = 0,
-    num_boost_round: int = 600,
-) -> dict[str, float]:
-    """Diagnostic, not a pipeline stage: the profit capture that the task's features allow at best.
+    df: pd.DataFrame,
+    lines: np.ndarray,
+    allowed: np.ndarray,
+    legacy: np.ndarray,
+    truth: dict[str, np.ndarray],
+    names: list[str],
+) -> tuple[np.ndarray, np.ndarray, dict[float, np.ndarray], int]:
+    """The observable ceiling of the line decision: the choice per decision (one per learning-curve fraction)
+    that the optimiser makes when it knows the oracle's expected profit and loss of every option as well as
+    the features allow, and no better.
 
-    Two XGBoost regressors learn the oracle's own expected profit and expected loss of every option from the
-    features and the treatment columns. They are cross-fitted over ``folds`` folds of the OOT decisions, so
-    the targets are noise-free, every option is observed and there is no shift in time. Their predictions
-    feed the same optimiser and constraints as the policy. What this ceiling misses comes from the latent
-    traits that the oracle knows and the features do not reveal (a revolver's need, its marginal propensity
-    to borrow). A learner that uses realised outcomes of one logged line per decision sits below it.
-    """
-    lp = params.limit
-    df_all, names, _ = _load(features_root)
-    df, lines, base_allowed, legacy, arrears, allowed = oot_decisions(df_all, params)
-    truth = read_potential(oracle, df, lines, base_allowed)
-    n, k = lines.shape
-    feats = [*names, *TREAT]
+    Two XGBoost regressors learn the oracle's ``exp_profit`` and ``exp_loss`` of every allowed option from the
+    task's features (all candidates) and the option's treatment columns, cross-fitted over customer folds of
+    the decisions given (grading.cross_fit_ceiling), so the targets are noise-free, every option is observed
+    and there is no shift in time. Their out-of-fold predictions feed the same optimiser, exposure budget and
+    expected-loss cap (on the predicted loss) as the policy. What it misses comes from the latent traits the
+    features do not reveal (a revolver's need, its marginal propensity to borrow). Returns the ceiling's
+    choice per decision, the learning-curve decisions (one customer fold), the choices there per training
+    fraction (1.0 included; each solved on those decisions alone with the same budget shares) and the mean
+    training rows per fold."""
+    lp, gp = params.limit, params.grading
+    rows, opts = np.nonzero(allowed)
     base = df[names].astype("float32").to_numpy()
-    line_before = df["line_before_fen"].astype("float64").to_numpy() / 100.0
-    fold = np.random.default_rng(seed).integers(0, folds, n)
-    pred = {"profit": np.zeros((n, k)), "loss": np.zeros((n, k))}
+    before = df["line_before_fen"].astype("float64").to_numpy() / 100.0
+    treat = treatment_columns(lines[rows, opts], before[rows])
+    X = np.column_stack([base[rows], *(treat[c].astype("float32") for c in TREAT)])
+    groups = df["customer_id"].to_numpy()[rows]
+    pred: dict[float, dict[str, np.ndarray]] = {}  # fraction -> target -> (n x K), NaN where not predicted
+    train_rows = 0
+    for key in ("profit", "loss"):
+        fit = G.cross_fit_ceiling(
+            X,
+            truth[key][rows, opts],
+            groups,
+            np.ones(len(rows), bool),
+            gp.ceiling,
+            objective="reg:squarederror",
+            seed=gp.seed,
+            nthread=params.tune.nthread,
+        )
+        train_rows = fit.train_rows
+        for f, v in fit.predictions.items():
+            mat = np.zeros(lines.shape)
+            mat[rows, opts] = v
+            pred.setdefault(f, {})[key] = mat
 
-    def design(rows: np.ndarray, opts: np.ndarray) -> pd.DataFrame:
-        t = treatment_columns(lines[rows, opts], line_before[rows])
-        X = np.column_stack([base[rows], *(t[c].astype("float32") for c in TREAT)])
-        return pd.DataFrame(X, columns=feats)
+    def solve(profit: np.ndarray, loss: np.ndarray, sel: np.ndarray) -> np.ndarray:
+        loss = np.clip(loss[sel], 0.0, None)
+        res = optimise(
+            profit[sel],
+            loss,
+            lines[sel],
+            allowed[sel],
+            lp.exposure_budget_share * float(_pick(lines[sel], legacy[sel]).sum()),
+            lp.expected_loss_cap_share * float(_pick(loss, legacy[sel]).sum()),
+            start=legacy[sel]
+            if lp.exposure_budget_share >= 1.0 and lp.expected_loss_cap_share >= 1.0
+            else None,
+            time_limit_s=lp.solver_time_limit_s,
+        )
+        return res.choice
 
-    hp = {
-        **base_params(params.tune, objective="reg:squarederror", eval_metric="rmse"),
-        "max_depth": 6,
-        "learning_rate": 0.05,
-        "min_child_weight": 2.0,
-        "subsample": 0.9,
-        "colsample_bytree": 0.75,
-    }
-    for f in range(folds):
-        tr_r, tr_k = np.nonzero(allowed & (fold != f)[:, None])
-        te_r, te_k = np.nonzero(allowed & (fold == f)[:, None])
-        X_tr, X_te = design(tr_r, tr_k), design(te_r, te_k)
-        for key in pred:
-            dtrain = xgb.DMatrix(X_tr, label=truth[key][tr_r, tr_k], nthread=params.tune.nthread)
-            booster = xgb.train(hp, dtrain, num_boost_round=num_boost_round)
-            pred[key][te_r, te_k] = booster.inplace_predict(X_te)
-    expo = float(_pick(lines, legacy).sum())
-    ceil = optimise(
-        pred["profit"],
-        np.clip(pred["loss"], 0.0, None),
-        lines,
-        allowed,
-        lp.exposure_budget_share * expo,
-        lp.expected_loss_cap_share * float(np.clip(_pick(pred["loss"], legacy), 0.0, None).sum()),
-        time_limit_s=lp.solver_time_limit_s,
+    choices = {1.0: solve(pred[1.0]["profit"], pred[1.0]["loss"], np.ones(len(df), bool))}
+    # learning curve: the decisions of the curve fold (where every fraction predicted), solved on their own
+    # with the same budget shares, for every fraction and the full fit
+    curve_rows = np.ones(len(df), bool)
+    for d in pred.values():
+        curve_rows &= np.isfinite(np.where(allowed, d["profit"], 0.0)).all(axis=1)
+    curve = {f: solve(d["profit"], d["loss"], curve_rows) for f, d in pred.items()} if len(pred) > 1 else {}
+    return choices[1.0], curve_rows, curve, train_rows
+
+
+def _capture(profits: dict[str, np.ndarray], policy: str, w: np.ndarray | None = None) -> float:
+    """(profit of ``policy`` - legacy) / (oracle - legacy), profits summed with weights ``w``."""
+    w = np.ones(len(profits["legacy"])) if w is None else w
+    base = float(w @ profits["legacy"])
+    gain = float(w @ profits["oracle"]) - base
+    return (float(w @ profits[policy]) - base) / gain if gain > 0 else float("nan")
+
+
+def grade_policies(
+    params: Params, plan: Plan, models: dict, meta: dict, df_all: pd.DataFrame, oracle: Path, names: list[str]
+) -> tuple[dict, np.ndarray]:
+    """Profit capture with customer-clustered bootstrap bounds (the policies' choices held fixed, the OOT
+    decisions resampled by customer), the policy without the PD recalibration, the observable ceiling of the
+    capture and its learning curve, and the pre-shock decisions of the valid split graded by the oracle.
+    Returns the metrics and the ceiling's choice per OOT decision."""
+    gp, lp = params.grading, params.limit
+    out: dict[str, float] = {}
+    profits = {p: plan.profit_of(c) for p, c in plan.choice.items()}
+    shift = float(meta["models"].get("default", {}).get("logit_shift", 0.0))
+    if shift:
+        raw = plan_decisions(
+            params, models, meta, df_all, oracle, "oot", logit_shift=0.0, policies=("policy",)
+        )
+        profits["policy_no_recalibration"] = plan.profit_of(raw.solved["policy"].choice)
+    else:
+        profits["policy_no_recalibration"] = profits["policy"]
+    ceiling, curve_rows, curve, train_rows = profit_ceiling(
+        params, plan.df, plan.lines, plan.allowed, plan.legacy, plan.truth, names
     )
-    orc = optimise(
-        truth["profit"],
-        truth["loss"],
-        lines,
-        allowed,
-        lp.exposure_budget_share * expo,
-        lp.expected_loss_cap_share * float(_pick(truth["loss"], legacy).sum()),
-        time_limit_s=lp.solver_time_limit_s,
+    profits["ceiling"] = plan.profit_of(ceiling)
+    out["ceiling_profit"] = float(profits["ceiling"].mean())
+    out["ceiling_expected_loss"] = float(_pick(plan.truth["loss"], ceiling).mean())
+    out["ceiling_exposure"] = float(_pick(plan.lines, ceiling).mean())
+    out["profit_capture_ceiling_train_rows"] = train_rows
+    if curve:
+        sub = {p: v[curve_rows] for p, v in profits.items()}
+        values = {
+            f: _capture({**sub, "c": _pick(plan.truth["profit"][curve_rows], c)}, "c")
+            for f, c in curve.items()
+        }
+        out.update(G.learning_curve(values, "profit_capture_ceiling", "profit_capture_ceiling_convergence"))
+        out["profit_capture_ceiling_curve_rows"] = int(curve_rows.sum())
+
+    def stat(w: np.ndarray) -> list[float]:
+        pol, ceil = _capture(profits, "policy", w), _capture(profits, "ceiling", w)
+        return [
+            pol,
+            _capture(profits, "policy_no_recalibration", w),
+            ceil,
+            pol / ceil if ceil else float("nan"),
+            ceil - pol,
+            1.0 - ceil,
+            float(w @ profits["policy"] / w.sum()),
+            float(w @ profits["oracle"] / w.sum()),
+        ]
+
+    keys = [
+        "profit_capture",
+        "profit_capture_no_recalibration",
+        "profit_capture_ceiling",
+        "profit_capture_ceiling_ratio",
+        "profit_capture_learning_loss",
+        "profit_capture_information_loss",
+        "policy_profit",
+        "oracle_profit",
+    ]
+    boot = G.ClusterBootstrap.from_params(plan.df["customer_id"].to_numpy(), gp)
+    lo, hi = boot.bounds(boot.replicates(stat))
+    point = stat(np.ones(len(plan.df)))
+    for i, key in enumerate(keys):
+        if key not in ("profit_capture", "policy_profit", "oracle_profit"):  # written by evaluate
+            out[key] = point[i]
+        out[f"{key}_lo"], out[f"{key}_hi"] = float(lo[i]), float(hi[i])
+
+    # pre-shock (normal-month) decisions: the valid split, graded by the oracle the same way (in time: the
+    # models were early-stopped and recalibrated on these rows)
+    valid = plan_decisions(params, models, meta, df_all, oracle, "valid", policies=("policy", "oracle"))
+    vp = {p: valid.profit_of(c) for p, c in valid.choice.items()}
+    vboot = G.ClusterBootstrap.from_params(valid.df["customer_id"].to_numpy(), gp)
+
+    def vstat(w: np.ndarray) -> list[float]:
+        return [float(w @ vp[p] / w.sum()) for p in ("policy", "legacy", "oracle")] + [
+            _capture(vp, "policy", w)
+        ]
+
+    vlo, vhi = vboot.bounds(vboot.replicates(vstat))
+    vpoint = vstat(np.ones(len(valid.df)))
+    for i, key in enumerate(["valid_policy_profit", "valid_legacy_profit", "valid_oracle_profit"]):
+        out[key], out[f"{key}_lo"], out[f"{key}_hi"] = vpoint[i], float(vlo[i]), float(vhi[i])
+    out["valid_profit_capture"] = vpoint[3]
+    out["valid_profit_capture_lo"], out["valid_profit_capture_hi"] = float(vlo[3]), float(vhi[3])
+    out["valid_n_decisions"] = len(valid.df)
+    g = valid.grade(valid.choice["policy"])
+    out["valid_constraints_hold"] = int(
+        g["exposure"] <= lp.exposure_budget_share * valid.expo_legacy / len(valid.df) * (1 + 1e-9)
+        and g["loss"] * len(valid.df) <= valid.cap("oracle") * (1 + lp.expected_loss_tolerance)
     )
-    value = {
-        name: float(_pick(truth["profit"], c).mean())
-        for name, c in (("ceiling", ceil.choice), ("oracle", orc.choice), ("legacy", legacy))
-    }
-    gain = value["oracle"] - value["legacy"]
-    return {
-        "ceiling_profit": value["ceiling"],
-        "legacy_profit": value["legacy"],
-        "oracle_profit": value["oracle"],
-        "ceiling_capture": (value["ceiling"] - value["legacy"]) / gain if gain > 0 else float("nan"),
-        "ceiling_expected_loss_share": float(
-            _pick(truth["loss"], ceil.choice).sum() / _pick(truth["loss"], legacy).sum()
-        ),
-    }
+    return out, ceiling
+
+
+def grade_pd_model(
+    params: Params, plan: Plan, df_all: pd.DataFrame, oracle: Path, names: list[str]
+) -> tuple[dict, np.ndarray]:
+    """Observable ceiling of the PD response model's OOT AUC at the logged line: XGBoost fitted to the oracle's
+    ``pd_12m`` of the logged line (soft labels) on every decision of every split, features plus the treatment
+    columns, cross-fitted over customer folds; graded on the labelled OOT decisions with clustered bounds.
+    Returns the metrics and the ceiling's PD per OOT decision (NaN where unlabelled)."""
+    gp = params.grading
+    lines_all, base_all = line_options(df_all, params)
+    logged_all = logged_choice(df_all, lines_all, base_all)
+    pd_logged = _pick(read_potential(oracle, df_all, lines_all, base_all)["pd"], logged_all)
+    oot = (df_all["split"] == "oot").to_numpy()
+    graded = oot & df_all["label"].notna().to_numpy()
+    fit = G.cross_fit_ceiling(
+        df_all[[*names, *TREAT]],
+        pd_logged,
+        df_all["customer_id"].to_numpy(),
+        graded,
+        gp.ceiling,
+        objective="binary:logistic",
+        seed=gp.seed,
+        nthread=params.tune.nthread,
+    )
+    # the plan's OOT rows are df_all's OOT rows in the same order
+    labelled = plan.df["label"].notna().to_numpy()
+    model_pd = _pick(plan.resp["default"], plan.legacy)[labelled]
+    out = G.grade_auc(
+        plan.df["label"].to_numpy(dtype=float)[labelled],
+        model_pd,
+        fit,
+        pd_logged[graded],
+        plan.df["customer_id"].to_numpy()[labelled],
+        gp,
+        rows=graded,
+    )
+    out["oot_auc_ceiling_train_rows"] = fit.train_rows
+    return out, fit.full[oot]
+
+
+def bars(metrics: dict, params: Params) -> list[dict]:
+    """The limit bars (params ``grading.bars.limit`` and ``.explain``; docs/grading.md)."""
+    b = params.grading.bars.limit
+    return [
+        G.metric_bar(metrics, "profit_capture", b.profit_capture),
+        G.count_bar("constraints_hold", metrics["constraints_hold"], 1.0),
+        G.metric_bar(metrics, "valid_policy_profit", b.valid_policy_profit),
+        G.metric_bar(metrics, "valid_oracle_profit", b.valid_oracle_profit),
+        *G.explain_bars(metrics, params.grading.bars.explain),
+    ]
 
 
 def response_swap(params: Params, features_root: Path, oracle: Path, out: Path) -> dict[str, float]:
