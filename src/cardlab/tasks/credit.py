@@ -23,6 +23,7 @@ from cardlab.explain.run import contract_metrics
 from cardlab.modeling import grading as G
 from cardlab.modeling import metrics as M
 from cardlab.modeling.scorecard import fit_scorecard, scorecard_pd
+from cardlab.modeling.stylised import footprint_facts, model_class_fact
 from cardlab.modeling.validation import top_gain_features, validation_pack
 from cardlab.modeling.workflow import (
     SPLITS,
@@ -56,6 +57,7 @@ def _data(features_root: Path):
 # validation cohorts AUC is a noisy, step-like target, log-loss is smooth and rewards calibration too.
 METRIC = "logloss"
 LEGACY_SCORE = "app_legacy_score"  # the bank's own application score, as the features stage names it
+PLATFORM_SCORE = "psc_score_last"  # the platform's credit score at the last month end (features stage)
 
 
 def tune(params: Params, features_root: Path, out: Path) -> dict:
@@ -141,6 +143,22 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
     )
     metrics.update(graded)
     metrics.update(screen_counts(best, read_dictionary(features_root)))
+    # World v2's stylised facts (modeling/stylised.py): the footprint vs the bureau, and what model class buys
+    metrics.update(
+        footprint_facts(
+            modelled.assign(label=lambda d: d["label"].astype(int)),
+            read_dictionary(features_root),
+            candidates,
+            seed=params.grading.seed,
+            nthread=params.tune.nthread,
+        )
+    )
+    metrics.update(model_class_fact(metrics))
+    # the platform's own credit score at the last month end before the application, as a reported baseline
+    oot_booked = frames["oot"]
+    if PLATFORM_SCORE in oot_booked.columns and oot_booked[PLATFORM_SCORE].notna().any():
+        score = oot_booked[PLATFORM_SCORE].astype(float).fillna(oot_booked[PLATFORM_SCORE].median())
+        metrics["platform_score_oot_auc"] = M.auc(oot_booked["label"].to_numpy(), -score.to_numpy())
     # the explanation keys of the contract (the explain stage computes the same on the same sample, and more)
     metrics.update(contract_metrics(params, TASK, features_root, oracle, out))
     metrics["bars"] = bars(metrics, params)
