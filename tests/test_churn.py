@@ -105,7 +105,7 @@ def small_world(tmp_path_factory):
     from cardlab.world import simulate
 
     root = tmp_path_factory.mktemp("churn_world")
-    sp = SimulateParams(presets={"ci": PresetSize(n_customers=6_000, months=36, shard_size=3_000)})
+    sp = SimulateParams(presets={"ci": PresetSize(n_customers=6_000, months=48, shard_size=3_000)})
     simulate.simulate(sp, root, workers=1, progress=False)
     build.build_features(FeaturesParams(), root / "raw", root / "features", progress=False)
     return root, sp

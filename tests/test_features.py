@@ -31,9 +31,9 @@ SPLITS = {"train", "valid", "oot"}
 
 
 def small_world_params() -> SimulateParams:
-    """One shard of 3,000 customers over the full 36 months (the default splits need them)."""
+    """One shard of 3,000 customers over the full 48 months (the default splits need them)."""
     presets = {
-        "ci": PresetSize(n_customers=3_000, months=36, shard_size=3_000),
+        "ci": PresetSize(n_customers=3_000, months=48, shard_size=3_000),
         "dev": PresetSize(n_customers=1_000),
         "bench": PresetSize(n_customers=1_000),
     }
@@ -91,13 +91,19 @@ def test_contract_columns_splits_and_labels(built, frames):
 
 def test_churn_oot_after_shock_and_credit_window_complete(frames):
     start = date(2023, 1, 1)
-    shock = date(2025, 1, 1)  # month 24
+    months = 48
+    shock_month = SimulateParams().shock_month  # the OOT windows start at or after the income shock
+    shock = date(
+        start.year + (start.month - 1 + shock_month) // 12, (start.month - 1 + shock_month) % 12 + 1, 1
+    )
     assert frames["churn"].filter(pl.col("split") == "oot")["snapshot_date"].min() >= shock
     assert frames["limit"].filter(pl.col("split") == "oot")["snapshot_date"].min() >= shock
     # credit: a labelled row's 12 statements (months t+1 .. t+12 after booking month t) end inside the
-    # 36-month world (last statement month 35 = 2025-12): t <= 23
+    # 48-month world (last statement month 47 = 2026-12): t <= 35, i.e. booked before 2026-01
+    last_booking = months - 1 - FeaturesParams().credit_horizon_months
+    cutoff = date(start.year + (last_booking + 1) // 12, (last_booking + 1) % 12 + 1, 1)
     credit = frames["credit"]
-    assert credit.filter(pl.col("label").is_not_null())["snapshot_date"].max() < date(2025, 1, 1)
+    assert credit.filter(pl.col("label").is_not_null())["snapshot_date"].max() < cutoff
     # declined applications stay, with a null label
     declined = credit.filter(~pl.col("approved"))
     assert declined.height > 0 and declined["label"].null_count() == declined.height

@@ -91,7 +91,7 @@ def tiny_world(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("limit_world")
     sp = SimulateParams(preset="ci")
-    sp.presets["ci"] = PresetSize(n_customers=4_000, months=36, shard_size=4_000)
+    sp.presets["ci"] = PresetSize(n_customers=4_000, months=48, shard_size=4_000)
     sp.validate_schemas = False
     simulate(sp, root, workers=1)
     build_features(FeaturesParams(), root / "raw", root / "features")

@@ -41,7 +41,7 @@ OUTCOMES = {
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     presets = {
-        "ci": PresetSize(n_customers=3_000, months=36, shard_size=3_000),
+        "ci": PresetSize(n_customers=3_000, months=48, shard_size=3_000),
         "dev": PresetSize(n_customers=1_000),
         "bench": PresetSize(n_customers=1_000),
     }
@@ -157,7 +157,11 @@ def test_config_rejects_a_split_whose_labels_look_ahead(key, split, span):
 
 
 def test_label_spans_follow_the_horizons():
-    p = FeaturesParams(churn_gap_months=2, churn_horizon_months=4, split={"valid_start": 10, "gap_months": 5})
+    p = FeaturesParams(
+        churn_gap_months=2,
+        churn_horizon_months=4,
+        split={"valid_start": 10, "gap_months": 5, "oot_start": 24, "oot_end": 30},
+    )
     assert p.label_span_months("churn") == 5
     assert p.label_span_months("credit") == p.credit_horizon_months == 12
     assert p.split_for("churn").valid_end == 19

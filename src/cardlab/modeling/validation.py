@@ -296,7 +296,7 @@ def validation_pack(
             for s, df in other_feat.items():
                 row[f"csi_{s}"] = M.csi(_feature_values(ref_feat[c]), _feature_values(df[c]))
             rows.append(row)
-        csi_df = pd.DataFrame(rows)
+        csi_df = pd.DataFrame(rows, columns=["feature", *(f"csi_{s}" for s in other_feat)])
         sort_col = f"csi_{t}" if f"csi_{t}" in csi_df.columns else None
         if sort_col:
             csi_df = csi_df.sort_values([sort_col, "feature"], ascending=[False, True], kind="mergesort")
