@@ -234,6 +234,7 @@ class ExplainedModel:
     offset_slope: float = 0.0
     offset_x: np.ndarray | None = None  # per-row variable the slope multiplies
     offset_feature: str | None = None
+    offset_intercept: float = 0.0  # the constant of the base margin the booster was trained with
 
     def offset_shap(self, rows: np.ndarray) -> np.ndarray:
         out = np.zeros((len(rows), len(self.features)))
@@ -271,7 +272,8 @@ def explained_model(task: str, out: Path, snapshots: pd.DataFrame) -> ExplainedM
         snapshots[k] = v
     slope = float(info.get("line_offset", 0.0))
     log_line = snapshots["treat_log_line"].to_numpy(dtype=np.float64)
-    offset = slope * log_line + float(info.get("logit_shift", 0.0))
+    intercept = float(info.get("line_offset_intercept", 0.0))
+    offset = slope * log_line + intercept + float(info.get("logit_shift", 0.0))
     return ExplainedModel(
         models["default"],
         list(meta["features"]),
@@ -279,6 +281,7 @@ def explained_model(task: str, out: Path, snapshots: pd.DataFrame) -> ExplainedM
         offset,
         offset_slope=slope,
         offset_x=log_line,
+        offset_intercept=intercept,
         offset_feature="treat_log_line" if slope else None,
     )
 
@@ -365,7 +368,9 @@ def control_model(
         nthread=nthread,
     )
     if model.offset_slope and model.offset_x is not None:
-        dtrain.set_base_margin((model.offset_slope * model.offset_x[rows]).astype("float32"))
+        dtrain.set_base_margin(
+            (model.offset_slope * model.offset_x[rows] + model.offset_intercept).astype("float32")
+        )
     params = {k: v for k, v in model.params.items() if k not in ("eval_metric", "monotone_constraints")}
     params["monotone_constraints"] = "(" + ",".join(str(int(dirs[f])) for f in features) + ")"
     params["nthread"] = nthread

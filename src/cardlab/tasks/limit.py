@@ -158,11 +158,24 @@ def _log_line(frame: pd.DataFrame) -> np.ndarray:
     return np.log(np.maximum(frame["line_after_fen"].to_numpy(dtype=np.float64) / 100.0, 1.0))
 
 
-def _matrix(data: TaskData, split: str, test_cell_weight: float, coef: float) -> xgb.DMatrix:
+def _offset_intercept(data: TaskData, coef: float) -> float:
+    """Constant of the PD model's base margin ``coef * log(line) + b``: with a base margin XGBoost ignores its
+    own intercept, so b = logit(train default rate) - coef * mean train log line starts boosting at the train
+    rate instead of at ``expit(coef * log line)`` (about 0.99 for a 10,000-yuan line at slope 0.58), which
+    early stopping leaves far from the data."""
+    frame = data.frames["train"]
+    y = frame["label"].to_numpy(dtype=np.float64)
+    rate = float(np.clip(y.mean(), 1e-4, 1 - 1e-4)) if len(y) else 0.5
+    return float(np.log(rate / (1 - rate)) - coef * _log_line(frame).mean()) if len(y) else 0.0
+
+
+def _matrix(
+    data: TaskData, split: str, test_cell_weight: float, coef: float, intercept: float = 0.0
+) -> xgb.DMatrix:
     frame = data.frames[split]
     dm = data.matrix(split, weight=_weights(frame, test_cell_weight))
     if coef:
-        dm.set_base_margin((coef * _log_line(frame)).astype("float32"))
+        dm.set_base_margin((coef * _log_line(frame) + intercept).astype("float32"))
     return dm
 
 
@@ -256,7 +269,9 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
         data = _task_data(df, names, directions, model, params)
         coef = _line_offset(model, params)
 
-        def fit(coef: float, data=data, spec=spec, model=model) -> tuple[xgb.Booster, dict]:
+        def fit(
+            coef: float, intercept: float = 0.0, data=data, spec=spec, model=model
+        ) -> tuple[xgb.Booster, dict]:
             bp = {
                 **base_params(params.tune, objective=spec["objective"], eval_metric=spec["metric"]),
                 "monotone_constraints": data.monotone,
@@ -265,8 +280,8 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
             }
             booster = fit_booster(
                 bp,
-                _matrix(data, "train", lp.test_cell_weight, coef),
-                _matrix(data, "valid", lp.test_cell_weight, coef),
+                _matrix(data, "train", lp.test_cell_weight, coef, intercept),
+                _matrix(data, "valid", lp.test_cell_weight, coef, intercept),
                 num_boost_round=params.tune.num_boost_round,
                 early_stopping_rounds=params.tune.early_stopping_rounds,
             )
@@ -289,9 +304,16 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
                 )
                 coef = float(np.clip(slope, 0.0, 1.0)) if np.isfinite(slope) else 0.0
                 if coef > 0:  # refit with the slope as an offset: the trees learn the rest around it
-                    boosters[model], bp = fit(coef)
-                    info.update(params=bp, line_offset=coef)
-            info["logit_shift"] = recalibration_shift(boosters[model], data, coef, lp.pd_recalibration_months)
+                    intercept = _offset_intercept(data, coef)
+                    boosters[model], bp = fit(coef, intercept)
+                    info.update(params=bp, line_offset=coef, line_offset_intercept=intercept)
+            info["logit_shift"] = recalibration_shift(
+                boosters[model],
+                data,
+                coef,
+                lp.pd_recalibration_months,
+                info.get("line_offset_intercept", 0.0),
+            )
         meta["models"][model] = info
     model_dir = out / "model"
     clear_run_pointer(out)  # the train -> evaluate handoff of modeling/workflow.py
@@ -326,11 +348,13 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
     return model_dir
 
 
-def _margin(booster: xgb.Booster, frame: pd.DataFrame, features: list[str], coef: float) -> np.ndarray:
+def _margin(
+    booster: xgb.Booster, frame: pd.DataFrame, features: list[str], coef: float, intercept: float = 0.0
+) -> np.ndarray:
     """Logit (margin) of ``booster`` at each row's logged line, offset included."""
     dm = xgb.DMatrix(frame[features].astype("float32"), feature_names=features, nthread=2)
     if coef:
-        dm.set_base_margin((coef * _log_line(frame)).astype("float32"))
+        dm.set_base_margin((coef * _log_line(frame) + intercept).astype("float32"))
     return np.asarray(booster.predict(dm, output_margin=True), dtype=np.float64)
 
 
@@ -376,7 +400,9 @@ def pd_line_slope(booster: xgb.Booster, data: TaskData, coef: float = 0.0) -> tu
     return float(beta[1]), float(se[1]), len(frame)
 
 
-def recalibration_shift(booster: xgb.Booster, data: TaskData, coef: float, months: int) -> float:
+def recalibration_shift(
+    booster: xgb.Booster, data: TaskData, coef: float, months: int, intercept: float = 0.0
+) -> float:
     """Logit shift that makes the mean predicted PD equal the realised default rate of the valid split's
     latest ``months`` decision months (0: no shift): the most recent vintages whose outcomes are *matured*
     before the first OOT decision. The split's performance-window gap (``features.limit_split.gap_months`` >=
@@ -390,7 +416,7 @@ def recalibration_shift(booster: xgb.Booster, data: TaskData, coef: float, month
     y = recent["label"].to_numpy(dtype=np.float64)
     if len(recent) < 50 or y.sum() < 5:
         return 0.0
-    m = _margin(booster, recent, data.features, coef)
+    m = _margin(booster, recent, data.features, coef, intercept)
     lo, hi = -5.0, 5.0
     for _ in range(60):  # the mean of expit(m + d) is increasing in d
         mid = (lo + hi) / 2
@@ -495,8 +521,9 @@ def predict_responses(
     for m, booster in models.items():
         info = meta["models"].get(m, {})
         coef = float(info.get("line_offset", 0.0))
+        offset = coef * log_line + float(info.get("line_offset_intercept", 0.0))
         margin = booster.inplace_predict(
-            frame, predict_type="margin", base_margin=(coef * log_line).astype("float32") if coef else None
+            frame, predict_type="margin", base_margin=offset.astype("float32") if coef else None
         )
         shift = float(info.get("logit_shift", 0.0))
         if m == "default" and logit_shift is not None:
