@@ -164,6 +164,12 @@ def test_end_to_end_on_a_tiny_world(tiny_world, tmp_path, monkeypatch):
     models, meta = limit.load_models(out)
     assert meta["models"]["revolve"]["line_offset"] == 1.0  # utilisation model
     assert {"logit_shift", "line_offset"} <= set(meta["models"]["default"])
+    # the PD model is calibrated in the large before any shift: the recalibration is a small correction, not
+    # a saturated one (a base margin without its intercept once left the booster predicting ~0 and the shift
+    # at its +5 bound), and the OOT mean prediction is within a factor of 3 of the true rate (the shock
+    # raises the truth after training)
+    assert abs(meta["models"]["default"]["logit_shift"]) < 2.0
+    assert 1 / 3 < m["default_mean_pred"] / m["default_mean_true"] < 3
     df, _, _ = limit._load(root / "features")
     df = df[df["split"] == "oot"].reset_index(drop=True)
     lines, allowed = limit.line_options(df, p)
