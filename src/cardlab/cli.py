@@ -114,10 +114,11 @@ def simulate(
         overrides.append(f"simulate.seed={seed}")
     if workers is not None:
         overrides.append(f"simulate.workers={workers}")
-    p = load_params(params, overrides).simulate
+    everything = load_params(params, overrides)
+    p = everything.simulate
     from cardlab.world.simulate import simulate as run_simulation
 
-    manifest = run_simulation(p, out, workers=p.workers, progress=True)
+    manifest = run_simulation(p, out, workers=p.workers, progress=True, engine=everything.engine)
     rows = manifest.get("tables", {})
     console.print(f"[green]world written[/] to {out} ({len(rows)} tables, preset {p.preset}, seed {p.seed})")
 
@@ -133,12 +134,13 @@ def features(
     set_: SetOpt = None,
 ) -> None:
     """Build point-in-time snapshot datasets for every task from data/raw."""
-    p = load_params(params, set_).features
+    everything = load_params(params, set_)
+    p = everything.features
     _writable(out)
     _verified_raw(raw)
     from cardlab.features.build import build_features
 
-    summary = build_features(p, raw, out, progress=True)
+    summary = build_features(p, raw, out, progress=True, engine=everything.engine)
     for task, n in summary.get("rows", {}).items():
         console.print(f"[green]{task}[/]: {n:,} snapshot rows")
 
