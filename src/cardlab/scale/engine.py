@@ -18,6 +18,7 @@ decides where a step runs (:func:`current`): tune's trial batches and train's bo
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import logging
 import os
 import signal
@@ -30,7 +31,8 @@ from cardlab.errors import EngineError
 _CURRENT: EngineParams = EngineParams()
 
 # CARDLAB_FAULT=scale.task.<name>-<i>:<SIGNAL> kills the worker running task i right after the task did its
-# work (files written, result not yet returned); CARDLAB_FAULT_ONCE=<path> makes it fire only once
+# work (files written, result not yet returned); the point may be an fnmatch pattern, and
+# CARDLAB_FAULT_ONCE=<path> makes it fire only once (the retried task then runs to the end)
 FAULT_PREFIX = "scale.task."
 
 
@@ -97,15 +99,16 @@ def cluster(engine: EngineParams) -> Iterator[Any]:
             yield client
 
 
-def _run(fn: Callable[..., Any], fault: str, args: tuple) -> Any:
+def _run(fn: Callable[..., Any], point: str, args: tuple) -> Any:
     result = fn(*args)
-    _fault(fault)
+    fault(point)
     return result
 
 
-def _fault(name: str) -> None:
+def fault(name: str) -> None:
+    """Send this process the signal of ``CARDLAB_FAULT`` when its point matches ``name`` (see above)."""
     spec = os.environ.get("CARDLAB_FAULT", "")
-    if not spec or spec.rpartition(":")[0] != name:
+    if not spec or not fnmatch.fnmatchcase(name, spec.rpartition(":")[0]):
         return
     once = os.environ.get("CARDLAB_FAULT_ONCE")
     if once:

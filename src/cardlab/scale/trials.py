@@ -41,6 +41,7 @@ from cardlab import tracking
 from cardlab.artifacts import fault_point
 from cardlab.config import EngineParams, TuneParams, params_hash
 from cardlab.errors import EngineError, StudyBusyError
+from cardlab.scale.engine import fault
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _DATA: dict[str, tuple[xgb.DMatrix, xgb.DMatrix]] = {}  # per worker process: the study's matrices
@@ -96,7 +97,7 @@ def rdb_storage(url: str, engine: EngineParams) -> optuna.storages.RDBStorage:
         engine_kwargs={"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2},
         heartbeat_interval=engine.heartbeat_s,
         grace_period=3 * engine.heartbeat_s,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=engine.retries),
+        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=engine.retries),
     )
 
 
@@ -189,6 +190,11 @@ def run_trial(
         if trial.user_attrs.get("batch") != batch:
             raise _NotEnqueued(trial.number)
         ran.append(trial.number)
+        if isinstance(storage, optuna.storages.RDBStorage):
+            # Optuna's heartbeat thread records its first beat asynchronously; a worker killed before it
+            # would leave a trial that never turns stale (so never retried): beat once, now
+            storage.record_heartbeat(trial._trial_id)
+        fault(f"scale.trial.b{batch}")  # tests kill a worker mid-trial here (its heartbeat then stops)
         return evaluate_trial(trial, tune, spec["base"], dtrain, dvalid, spec["metric"])
 
     deadline = time.monotonic() + 6 * engine.heartbeat_s + 120
