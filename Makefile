@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format ui lab serve repro-check bench clean-outputs venv venv-dev
+.PHONY: help run test lint format ui lab serve repro-check bench clean-outputs venv venv-dev services services-stop scale-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -65,3 +65,17 @@ lab: venv-dev ## JupyterLab with jupytext: notebooks/*.py open as notebooks (dou
 
 bench: venv-dev ## run the benchmarks (slow; numbers go in the README)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# shared services (docs/scale.md): PostgreSQL, an S3 store (moto) and an MLflow server on 127.0.0.1, ports below;
+# `.services/env` is the one env file they are described in (`set -a; . .services/env; set +a` switches a shell)
+PG_PORT ?= 17432
+S3_PORT ?= 17490
+MLFLOW_PORT ?= 17450
+services: venv ## start PostgreSQL, an S3 store and an MLflow server (PostgreSQL backend, S3 artifacts); writes .services/env
+	$(BIN)/python -m cardlab.scale.services start --dir .services --postgres-port $(PG_PORT) --s3-port $(S3_PORT) --mlflow-port $(MLFLOW_PORT)
+
+services-stop: ## stop the services of `make services` (by pid) and remove .services/env
+	$(BIN)/python -m cardlab.scale.services stop --dir .services
+
+scale-check: venv ## CI's scale gate: the ci pipeline on the dask engine against the services; byte identity; DVC S3 round trip
+	bash .ci/scale_check.sh

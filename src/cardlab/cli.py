@@ -51,6 +51,16 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _engine_and_tracking(p: Any, stage: str) -> None:
+    """Before a verb that logs to MLflow does any work: its engine (params.engine) is this process's, and a
+    tracking server that does not answer stops it now, not at log time."""
+    from cardlab import tracking
+    from cardlab.scale import engine
+
+    engine.configure(p.engine)
+    tracking.check_server(stage=f"`cardlab {stage}`")
+
+
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn anticipated failures into one red line and exit code 2; unanticipated ones keep their traceback."""
 
@@ -114,10 +124,11 @@ def simulate(
         overrides.append(f"simulate.seed={seed}")
     if workers is not None:
         overrides.append(f"simulate.workers={workers}")
-    p = load_params(params, overrides).simulate
+    everything = load_params(params, overrides)
+    p = everything.simulate
     from cardlab.world.simulate import simulate as run_simulation
 
-    manifest = run_simulation(p, out, workers=p.workers, progress=True)
+    manifest = run_simulation(p, out, workers=p.workers, progress=True, engine=everything.engine)
     rows = manifest.get("tables", {})
     console.print(f"[green]world written[/] to {out} ({len(rows)} tables, preset {p.preset}, seed {p.seed})")
 
@@ -133,12 +144,13 @@ def features(
     set_: SetOpt = None,
 ) -> None:
     """Build point-in-time snapshot datasets for every task from data/raw."""
-    p = load_params(params, set_).features
+    everything = load_params(params, set_)
+    p = everything.features
     _writable(out)
     _verified_raw(raw)
     from cardlab.features.build import build_features
 
-    summary = build_features(p, raw, out, progress=True)
+    summary = build_features(p, raw, out, progress=True, engine=everything.engine)
     for task, n in summary.get("rows", {}).items():
         console.print(f"[green]{task}[/]: {n:,} snapshot rows")
 
@@ -155,6 +167,7 @@ def tune(
     """Optuna study for TASK (resumable by name); writes experiments/TASK/best_params.json."""
     p = load_params(params, set_)
     _writable(out / task / "best_params.json", "file")
+    _engine_and_tracking(p, f"tune {task}")
     from cardlab.tasks import get_task
 
     get_task(task).tune(p, features_dir, out / task)
@@ -172,6 +185,7 @@ def train(
     """Fit TASK's final model(s) with the tuned params; writes experiments/TASK/model/."""
     p = load_params(params, set_)
     _writable(out / task / "model")
+    _engine_and_tracking(p, f"train {task}")
     from cardlab.tasks import get_task
 
     module = get_task(task)
@@ -192,6 +206,7 @@ def evaluate(
     """Grade TASK against the oracle; writes metrics.json, predictions.parquet, plots; registers the model."""
     p = load_params(params, set_)
     _writable(out / task / "metrics.json", "file")
+    _engine_and_tracking(p, f"evaluate {task}")
     from cardlab.tasks import get_task
 
     module = get_task(task)

@@ -241,6 +241,9 @@ class TuneParams(StrictModel):
     screen_repeats: Annotated[int, Field(ge=0, le=50)] = 6
     screen_rounds: PositiveInt = 100
     screen_min_pass: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # share of repeats a feature must pass
+    # trials drawn together and run at once (on the engine's workers): 1 = the sequential study; the tuned
+    # result depends on this number (batch-synchronous TPE, docs/scale.md), never on the workers' count
+    parallel_trials: Annotated[int, Field(ge=1, le=64)] = 1
 
 
 class CreditParams(StrictModel):
@@ -479,6 +482,29 @@ class GradingParams(StrictModel):
     bars: BarsParams = Field(default_factory=BarsParams)
 
 
+class EngineParams(StrictModel):
+    """Where the heavy stages run (docs/scale.md). ``local``: this process and its own worker processes
+    (the default). ``dask``: shards, feature partitions, trials and xgboost.dask training run as Dask tasks on
+    the cluster at ``scheduler``, or on a ``LocalCluster`` of ``local_workers`` processes when it is null.
+    Outputs of simulate and features are byte-identical under either engine.
+
+    A section of its own, not a key of one stage's section: simulate, features, tune and train all read it,
+    and none of their results may depend on it (``tune.parallel_trials`` is the one choice that changes a
+    result, so it lives in ``tune``)."""
+
+    kind: Literal["local", "dask"] = "local"
+    # tcp://host:8786 of a running Dask scheduler; null = start a LocalCluster for the stage
+    scheduler: str | None = None
+    local_workers: Annotated[int, Field(ge=1, le=256)] = 2
+    threads_per_worker: Annotated[int, Field(ge=1, le=64)] = 1
+    # LocalCluster memory limit per worker (Dask spills, pauses and restarts a worker past it)
+    memory_per_worker: str = "4GiB"
+    # Dask task retries after a worker dies, and Optuna retries of a trial whose worker stopped heartbeating
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    # Optuna heartbeat of a running trial (RDB storage); a trial silent for 3 heartbeats is failed and retried
+    heartbeat_s: Annotated[int, Field(ge=1, le=600)] = 10
+
+
 class TrackingParams(StrictModel):
     experiment_prefix: str = "cardlab"
 
@@ -496,6 +522,8 @@ class Params(StrictModel):
     report: ReportParams = Field(default_factory=ReportParams)
     explain: ExplainParams = Field(default_factory=ExplainParams)
     grading: GradingParams = Field(default_factory=GradingParams)
+
+    engine: EngineParams = Field(default_factory=EngineParams)
 
 
 # ---------------------------------------------------------------------------------------------------------

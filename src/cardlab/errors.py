@@ -36,3 +36,13 @@ class Terminated(KeyboardInterrupt):
 
 class RegistryError(CardlabError, LookupError):
     """The MLflow model registry lacks what was asked for (e.g. no challenger to promote)."""
+
+
+class EngineError(CardlabError, RuntimeError):
+    """The distributed engine cannot run the work: its scheduler is unreachable, or a task kept failing
+    (every retry included); the message names the scheduler or the task."""
+
+
+class TrackingServerError(CardlabError, ConnectionError):
+    """The MLflow tracking server (``MLFLOW_TRACKING_URI``) does not answer; the stage stops before it
+    replaces any output it would log."""

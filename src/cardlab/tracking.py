@@ -2,7 +2,11 @@
 
 Default store: ``sqlite:///<repo>/mlflow.db`` with artifacts under ``<repo>/mlartifacts/`` (absolute paths,
 never relative to the working directory, never the deprecated ``mlruns/`` file store).
-``MLFLOW_TRACKING_URI`` overrides the store.
+``MLFLOW_TRACKING_URI`` overrides the store; a tracking *server* (``http(s)://``, e.g. ``make services``)
+keeps the artifacts where it serves them (``--serve-artifacts``), and when it does not answer a stage stops
+with :class:`~cardlab.errors.TrackingServerError` — at its start (:func:`check_server`, called by the verbs
+that log) or at log time — instead of a traceback after minutes of retries. Nothing is queued: the stage
+fails, and what it had not yet replaced stays as it was.
 
 Every run gets a readable name, a description and tags that join it to git and DVC: git commit and dirty
 flag, DVC stage name, params hash and input data digest; the datasets it read are logged with
@@ -33,7 +37,7 @@ from mlflow.tracking import MlflowClient
 
 from cardlab import liveness
 from cardlab.artifacts import dir_digest
-from cardlab.errors import RegistryError
+from cardlab.errors import RegistryError, TrackingServerError
 
 REGISTERED = {"credit": "cardlab-credit", "limit": "cardlab-limit", "churn": "cardlab-churn"}
 ALIASES = ("challenger", "champion")
@@ -63,6 +67,50 @@ def artifact_root() -> str:
     return (repo_root() / "mlartifacts").as_uri()
 
 
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def check_server(uri: str | None = None, *, stage: str = "this stage") -> None:
+    """Raise :class:`TrackingServerError` when the tracking URI is a server that does not answer ``/health``
+    (a SQLite or file store is always there). Also bounds MLflow's own HTTP retries, so a server that goes
+    down later fails a log call in seconds, not minutes."""
+    import urllib.error
+    import urllib.request
+
+    uri = uri or tracking_uri()
+    if not is_server(uri):
+        return
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as r:  # noqa: S310
+            if r.status == 200:
+                return
+            reason = f"HTTP {r.status}"
+    except (urllib.error.URLError, OSError) as err:
+        reason = str(getattr(err, "reason", err))
+    raise TrackingServerError(
+        f"MLflow tracking server {uri} (MLFLOW_TRACKING_URI) does not answer ({reason}): start it (`make "
+        f"services`) or unset MLFLOW_TRACKING_URI to use the project's SQLite store, then re-run {stage}; "
+        "nothing was logged"
+    )
+
+
+def _server_down(err: BaseException, stage: str) -> TrackingServerError | None:
+    """The clear error to raise instead of ``err`` when the tracking server is what failed."""
+    uri = tracking_uri()
+    if not is_server(uri):
+        return None
+    try:
+        check_server(uri, stage=stage)
+    except TrackingServerError as down:
+        return TrackingServerError(
+            f"{down}; the MLflow call failed with {type(err).__name__} (outputs written before it are kept)"
+        )
+    return None
+
+
 def configure() -> str:
     """Point mlflow at the project store; returns the tracking URI.
 
@@ -85,6 +133,8 @@ def experiment(name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
+    if is_server(tracking_uri()):  # the server keeps artifacts where it serves them from (its S3 store)
+        return client.create_experiment(name)
     location = f"{artifact_root()}/{name}"
     return client.create_experiment(name, artifact_location=location)
 
@@ -153,7 +203,43 @@ def stage_run(
     tags: dict[str, str] | None = None,
     nested: bool = False,
 ) -> Iterator[Any]:
-    """Start an MLflow run joined to git/DVC; ``inputs`` maps dataset names to paths read by the stage."""
+    """Start an MLflow run joined to git/DVC; ``inputs`` maps dataset names to paths read by the stage.
+
+    A tracking server that stops answering inside the block turns the failed call into
+    :class:`TrackingServerError` naming the server and the stage."""
+    import requests
+
+    try:
+        with _stage_run(
+            experiment_name=experiment_name,
+            run_name=run_name,
+            description=description,
+            stage=stage,
+            params_hash=params_hash,
+            inputs=inputs,
+            tags=tags,
+            nested=nested,
+        ) as run:
+            yield run
+    except (mlflow.exceptions.MlflowException, requests.exceptions.ConnectionError) as err:
+        down = _server_down(err, stage)
+        if down is not None:
+            raise down from None
+        raise
+
+
+@contextlib.contextmanager
+def _stage_run(
+    *,
+    experiment_name: str,
+    run_name: str,
+    description: str,
+    stage: str,
+    params_hash: str,
+    inputs: dict[str, Path] | None,
+    tags: dict[str, str] | None,
+    nested: bool,
+) -> Iterator[Any]:
     exp_id = experiment(experiment_name)
     if not nested:
         mark_orphans_killed(exp_id)

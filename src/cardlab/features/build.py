@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
-from cardlab.config import TASKS, FeaturesParams
+from cardlab.config import TASKS, EngineParams, FeaturesParams
 from cardlab.features.dictionary import DIRECTION_MEANING, Catalog, FeatureSpec, merge_specs, non_feature
 from cardlab.features.families import (
     ALL,
@@ -264,6 +264,48 @@ def vocabularies(tables: dict[str, pl.LazyFrame]) -> tuple[list[str], list[str]]
     return values("orders", "category"), values("statements", "payment_type")
 
 
+@dataclass(frozen=True)
+class WorldVocabulary:
+    """Facts of the whole world that name or code feature columns: order categories and statement payment
+    types (column names), the partner banks (``app_partner_bank_code``), the values of the customers' string
+    columns (profile codes and one-hot columns) and the offset of the partition's first limit ``decision_id``.
+
+    The local build reads them from the tables it builds from. A partitioned build
+    (:mod:`cardlab.scale.features`) reads them per partition, unions them and hands every partition the
+    union, so that every partition codes and names alike and its output equals the local build's rows."""
+
+    categories: tuple[str, ...]
+    payment_types: tuple[str, ...]
+    partner_banks: tuple[str, ...]
+    profile: tuple[tuple[str, tuple[str, ...]], ...]  # (customers string column, its values sorted)
+    decision_id_offset: int = 0
+
+
+def profile_vocabulary(customers: pl.LazyFrame) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The values of each string column of ``customers`` (what :func:`static_catalog` codes)."""
+    schema = customers.collect_schema()
+    strings = [c for c, dt in schema.items() if dt in (pl.String, pl.Categorical)]
+    if not strings:
+        return ()
+    vals = customers.select([pl.col(c).cast(pl.String).unique().implode() for c in strings]).collect()
+    return tuple((c, tuple(sorted(v for v in vals[c][0].to_list() if v is not None))) for c in strings)
+
+
+def profile_stand_in(customers: pl.LazyFrame, vocab: WorldVocabulary) -> pl.LazyFrame:
+    """A frame with the customers' schema whose string columns hold the world's values: the static catalog
+    built from it codes a partition exactly as the whole world's customers table would."""
+    schema = customers.collect_schema()
+    values = dict(vocab.profile)
+    height = max((len(v) for v in values.values()), default=0)
+    cols = {
+        c: pl.Series(c, [*values.get(c, ()), *[None] * (height - len(values.get(c, ())))], dtype=dt)
+        if c in values
+        else pl.Series(c, [None] * height, dtype=dt)
+        for c, dt in schema.items()
+    }
+    return pl.DataFrame(cols).lazy()
+
+
 @dataclass
 class CustomerFeatures:
     """Customer-level features for (customer_id, t) keys: the windowed families and the profile.
@@ -313,8 +355,10 @@ def customer_features(
     keys: pl.DataFrame,
     categories: list[str],
     steps: _Steps | None = None,
+    profile_source: pl.LazyFrame | None = None,
 ) -> CustomerFeatures:
-    """Windowed customer families and the profile for the (customer_id, t) ``keys``."""
+    """Windowed customer families and the profile for the (customer_id, t) ``keys``. The profile's codes come
+    from the string values of ``profile_source`` (default: the customers table; :func:`profile_stand_in`)."""
     steps = steps or _Steps(False, 0)
     w = sorted(params.windows)
     # only customers that appear in some snapshot matter: filter their events before any aggregation
@@ -343,7 +387,7 @@ def customer_features(
     )
     steps.step("customer windows")
 
-    scat = static_catalog(tables["customers"])
+    scat = static_catalog(tables["customers"] if profile_source is None else profile_source)
     cschema = tables["customers"].collect_schema()
     has_signup = "signup_date" in cschema and cschema["signup_date"] == pl.Date
     prof_cols = ["customer_id", *(["signup_date"] if has_signup else [])]
@@ -454,10 +498,17 @@ def compute_task_frames(
     params: FeaturesParams,
     steps: _Steps | None = None,
     canary: bool = True,
+    vocabulary: WorldVocabulary | None = None,
 ) -> TaskFrames:
-    """All three task frames in memory (no I/O): the testable core of :func:`build_features`."""
+    """All three task frames in memory (no I/O): the testable core of :func:`build_features`.
+
+    ``vocabulary``: the world's facts when ``tables`` hold one partition of it (default: read from
+    ``tables``)."""
     steps = steps or _Steps(False, 0)
-    categories, ptypes = vocabularies(tables)
+    if vocabulary is None:
+        categories, ptypes = vocabularies(tables)
+    else:
+        categories, ptypes = list(vocabulary.categories), list(vocabulary.payment_types)
 
     # ---- snapshots and labels --------------------------------------------------------------------------
     credit = credit_applications(tables, cal, params)
@@ -473,6 +524,9 @@ def compute_task_frames(
         params,
         "limit",
     )
+    if vocabulary is not None and vocabulary.decision_id_offset:
+        ids = limit.collect_schema()["decision_id"]
+        limit = limit.with_columns((pl.col("decision_id") + vocabulary.decision_id_offset).cast(ids))
     churn = _apply_split(
         churn_snapshots(tables["cards"], tables["statements"], tables["retention_offers"], cal, params),
         params,
@@ -501,7 +555,15 @@ def compute_task_frames(
     cust_keys = pl.concat(
         [f.select("customer_id", pl.col("t").cast(pl.Int32)) for f in (credit, limit, churn)]
     ).unique()
-    cf = customer_features(tables, cal, params, cust_keys, categories, steps)
+    cf = customer_features(
+        tables,
+        cal,
+        params,
+        cust_keys,
+        categories,
+        steps,
+        None if vocabulary is None else profile_stand_in(tables["customers"], vocabulary),
+    )
 
     # ---- assemble ---------------------------------------------------------------------------------------------
     credit_f = cf.join(credit)
@@ -527,7 +589,8 @@ def compute_task_frames(
             for s in acat.specs
         ]
     # application-level features (credit): the bank's legacy score and the partner bank of the application
-    app_cat = application_catalog(credit_f.columns, partner_banks(credit_f))
+    banks = partner_banks(credit_f) if vocabulary is None else list(vocabulary.partner_banks)
+    app_cat = application_catalog(credit_f.columns, banks)
     frames["credit"] = credit_f.with_columns(app_cat.exprs)
     feats["credit"] = [f for f in feats["credit"] if f in frames["credit"].columns]
     specs += app_cat.specs
@@ -559,7 +622,10 @@ def compute_task_frames(
     return TaskFrames(out, feature_specs, feats)
 
 
-def dictionary_json(tf: TaskFrames, params: FeaturesParams, cal: WorldCalendar) -> dict:
+def dictionary_json(
+    tf: TaskFrames, params: FeaturesParams, cal: WorldCalendar, rows: dict[str, int] | None = None
+) -> dict:
+    """The feature dictionary; ``rows`` per task when ``tf.frames`` are not the whole output (a partition)."""
     nonf = merge_specs(
         [
             non_feature(n, role, d, en, zh, (task,))
@@ -597,7 +663,7 @@ def dictionary_json(tf: TaskFrames, params: FeaturesParams, cal: WorldCalendar) 
         "tasks": {
             t: {
                 "label": LABELS[t],
-                "rows": tf.frames[t].height,
+                "rows": tf.frames[t].height if rows is None else rows[t],
                 "split": params.split_for(t).model_dump(),
                 "feature_columns": tf.features[t],
                 "non_feature_columns": [c for c in tf.frames[t].columns if c not in set(tf.features[t])],
@@ -609,8 +675,22 @@ def dictionary_json(tf: TaskFrames, params: FeaturesParams, cal: WorldCalendar) 
     }
 
 
-def build_features(params: FeaturesParams, raw: Path, out: Path, *, progress: bool = True) -> dict:
-    """Build out/credit, out/limit, out/churn and out/feature_dictionary.json from raw/ (atomically)."""
+def build_features(
+    params: FeaturesParams,
+    raw: Path,
+    out: Path,
+    *,
+    progress: bool = True,
+    engine: EngineParams | None = None,
+) -> dict:
+    """Build out/credit, out/limit, out/churn and out/feature_dictionary.json from raw/ (atomically).
+
+    Under the dask ``engine`` each customer shard is built on a worker and the partitions are merged into
+    the same bytes (:mod:`cardlab.scale.features`)."""
+    if engine is not None and engine.kind == "dask":
+        from cardlab.scale.features import build_partitioned
+
+        return build_partitioned(params, raw, out, engine, progress=progress)
     steps = _Steps(progress, 8)
     with steps.run():
         tables = load_tables(Path(raw))
@@ -630,6 +710,7 @@ def build_features(params: FeaturesParams, raw: Path, out: Path, *, progress: bo
 
 __all__ = [
     "CustomerFeatures",
+    "WorldVocabulary",
     "account_features",
     "application_catalog",
     "as_of_exprs",
@@ -640,5 +721,7 @@ __all__ = [
     "ident",
     "leak_canary",
     "partner_banks",
+    "profile_stand_in",
+    "profile_vocabulary",
     "vocabularies",
 ]

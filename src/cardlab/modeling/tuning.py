@@ -10,9 +10,12 @@
   cardlab module the objective can run (:func:`cardlab.codedeps.code_digest`: the task module, this module,
   the screen, the booster code ...) and the versions of xgboost/optuna. Changed code or data start a new study;
   a killed run of the *same* study resumes by name and finishes exactly the missing trials.
-- Concurrency: a file lock per study (``.<study>.tune.lock`` beside the journal); a second process that would
-  tune the same study refuses at once with a message naming the holder (two tuners would draw the same
-  trials and overshoot ``n_trials``).
+- Concurrency: a file lock per study (``.<study>.tune.lock`` beside the journal), and on PostgreSQL storage
+  also a session advisory lock on the study's name (hosts that share the database but not the folder); a
+  second process that would tune the same study refuses at once with a message naming the holder (two
+  tuners would draw the same trials and overshoot ``n_trials``).
+- Parallel trials (``tune.parallel_trials`` > 1, or the dask engine): batches of trials drawn together and
+  run on the engine's workers (:mod:`cardlab.scale.trials`; what stays bit-reproducible: docs/scale.md).
 - MLflow: one parent run per study, lean nested runs per trial (params + metric only).
 """
 
@@ -55,6 +58,30 @@ def suggest_xgb_params(trial: optuna.Trial, tune: TuneParams) -> dict[str, Any]:
         "colsample_bytree": trial.suggest_float("colsample_bytree", *space.colsample_bytree),
         "reg_lambda": trial.suggest_float("reg_lambda", *space.reg_lambda, log=True),
     }
+
+
+def evaluate_trial(
+    trial: optuna.Trial,
+    tune: TuneParams,
+    base: dict[str, Any],
+    dtrain: xgb.DMatrix,
+    dvalid: xgb.DMatrix,
+    metric: str,
+) -> float:
+    """One trial: fit with the trial's params (median pruning on ``valid-<metric>``), return the valid score.
+    The objective of the sequential study and of the batched one (:mod:`cardlab.scale.trials`)."""
+    params = {**base, **suggest_xgb_params(trial, tune)}
+    pruning = XGBoostPruningCallback(trial, f"valid-{metric}")
+    booster = fit_booster(
+        params,
+        dtrain,
+        dvalid,
+        num_boost_round=tune.num_boost_round,
+        early_stopping_rounds=tune.early_stopping_rounds,
+        callbacks=[pruning],
+    )
+    trial.set_user_attr("best_iteration", int(booster.num_boosted_rounds()))
+    return float(booster.eval(dvalid, "valid").split(":")[-1])
 
 
 def storage_for(tune: TuneParams, out_dir: Path) -> optuna.storages.BaseStorage | str:
@@ -154,7 +181,26 @@ def run_study(
     name = study_name(
         task, tune, data_digest, {"seed": seed, "fixed": fixed or {}, **(identity or {})}, code=code
     )
-    with study_lock(out_dir, name):
+    from cardlab.scale import engine
+    from cardlab.scale.trials import batched, rdb_study_lock, run_batched_study
+
+    with study_lock(out_dir, name), rdb_study_lock(tune.storage, name):
+        if batched(tune, engine.current()):
+            return run_batched_study(
+                name=name,
+                code=code,
+                task=task,
+                tune=tune,
+                seed=seed,
+                out_dir=out_dir,
+                base={**base, **(fixed or {})},
+                dtrain=dtrain,
+                dvalid=dvalid,
+                direction=direction,
+                metric=metric,
+                experiment_name=experiment_name,
+                engine=engine.current(),
+            )
         return _run_locked_study(
             name=name,
             code=code,
@@ -203,19 +249,7 @@ def _run_locked_study(
         return sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
 
     def objective(trial: optuna.Trial) -> float:
-        params = {**base, **(fixed or {}), **suggest_xgb_params(trial, tune)}
-        pruning = XGBoostPruningCallback(trial, f"valid-{metric}")
-        booster = fit_booster(
-            params,
-            dtrain,
-            dvalid,
-            num_boost_round=tune.num_boost_round,
-            early_stopping_rounds=tune.early_stopping_rounds,
-            callbacks=[pruning],
-        )
-        trial.set_user_attr("best_iteration", int(booster.num_boosted_rounds()))
-        score = float(booster.eval(dvalid, "valid").split(":")[-1])
-        return score
+        return evaluate_trial(trial, tune, {**base, **(fixed or {})}, dtrain, dvalid, metric)
 
     done_before = finished()
     with (

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from cardlab.scale.services import PostgresServer
+
 PORTS = range(18000, 18100)  # this project's loopback range for services under test
 
 
@@ -171,50 +173,22 @@ class ServerProcess:
         self.stop()
 
 
-class PostgresCluster:
-    """A throwaway PostgreSQL cluster (Debian's ``postgresql`` package: initdb + pg_ctl) on a loopback port,
-    for the PostgreSQL decision-log path. Run as the ``postgres`` user when we are root (initdb refuses root).
-    """
+class PostgresCluster(PostgresServer):
+    """A throwaway PostgreSQL cluster on a loopback port of :data:`PORTS`, for the PostgreSQL decision-log
+    path: :class:`cardlab.scale.services.PostgresServer` (the one PostgreSQL launcher of the project) in a
+    temporary folder that :meth:`stop` removes."""
 
     def __init__(self, port: int | None = None) -> None:
-        import glob
-
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        if not bins:
-            raise FileNotFoundError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
-        self.bindir = Path(bins[-1]).parent
-        self.port = port or free_port()
-        self.url = f"postgresql://cardlab@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *args: str) -> None:
-        cmd = [str(self.bindir / args[0]), *args[1:]]
-        if os.geteuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-
-    def start(self) -> PostgresCluster:
-        import shutil
         import tempfile
 
-        self.dir = Path(tempfile.mkdtemp(prefix="cardlab-pg-", dir="/tmp"))
-        self.dir.chmod(0o755)
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-        data = self.dir / "data"
-        self._run("initdb", "-D", str(data), "-A", "trust", "-U", "cardlab", "--no-sync", "-E", "UTF8")
-        opts = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on"
-        )
-        self._run("pg_ctl", "-D", str(data), "-o", opts, "-l", str(self.dir / "server.log"), "-w", "start")
-        return self
+        port = port or free_port()
+        super().__init__(Path(tempfile.mkdtemp(prefix="cardlab-pg-", dir="/tmp")), port)
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
         import shutil
 
         try:
-            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+            super().stop(mode)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -26,7 +26,7 @@ from rich.progress import Progress
 
 from cardlab import liveness
 from cardlab.artifacts import atomic_children, dir_digest, write_json, write_parquet
-from cardlab.config import PRESETS, SimulateParams
+from cardlab.config import PRESETS, EngineParams, SimulateParams
 from cardlab.world import schemas
 from cardlab.world.calendar import month_starts
 from cardlab.world.card import shock_path, simulate_cards
@@ -104,12 +104,20 @@ def _version(pkg: str) -> str:
         return "unknown"
 
 
-def simulate(params: SimulateParams, out: Path, *, workers: int, progress: bool = True) -> dict:
+def simulate(
+    params: SimulateParams,
+    out: Path,
+    *,
+    workers: int,
+    progress: bool = True,
+    engine: EngineParams | None = None,
+) -> dict:
     """Generate the world ``params.preset`` with ``params.seed`` into ``out`` and return the manifest.
 
     Writes ``out/raw/<table>/part-<shard>.parquet``, ``out/oracle/<table>/part-<shard>.parquet``,
     ``out/oracle/true_drivers.json``, ``out/manifest.json`` and ``out/realism.json``. The output is
-    byte-identical for any ``workers``. Raises ValueError for bad sizes/presets, OutputError for unwritable
+    byte-identical for any ``workers`` and under either ``engine`` (``dask``: the shards are Dask tasks, see
+    :mod:`cardlab.scale.engine`; ``workers`` is then the cluster's business). Raises ValueError for bad sizes/presets, OutputError for unwritable
     paths; on any failure the previous ``out`` is left untouched.
     """
     if params.preset not in params.presets:
@@ -125,7 +133,7 @@ def simulate(params: SimulateParams, out: Path, *, workers: int, progress: bool 
     out = Path(out)
     shards = _shard_bounds(size.n_customers, size.shard_size)
     with atomic_children(out) as tmp:
-        counts = _run_shards(params, shards, tmp, workers, progress)
+        counts = _run_shards(params, shards, tmp, workers, progress, engine)
         write_json(true_drivers(tmp, params), tmp / "oracle" / "true_drivers.json")
         tables = {key: {"rows": counts[key], "sha256": dir_digest(tmp / key)} for key in sorted(counts)}
         manifest = {
@@ -150,16 +158,32 @@ def simulate(params: SimulateParams, out: Path, *, workers: int, progress: bool 
 
 
 def _run_shards(
-    params: SimulateParams, shards: list[tuple[int, int]], tmp: Path, workers: int, progress: bool
+    params: SimulateParams,
+    shards: list[tuple[int, int]],
+    tmp: Path,
+    workers: int,
+    progress: bool,
+    engine: EngineParams | None = None,
 ) -> dict[str, int]:
-    """Generate all shards (in-process for workers=1, else in a forkserver process pool); sum the row counts.
+    """Generate all shards (in-process for workers=1, else in a forkserver process pool, or as Dask tasks
+    under the dask engine); sum the row counts.
 
     Workers die with this process: each watches its parent and exits when it is gone (a SIGKILL leaves no
     orphan writing into the staging folder), and on any exception here — SIGTERM and Ctrl-C included — the
     workers are killed before the staging folder is removed."""
     with Progress(disable=not progress) as bar:
         task = bar.add_task(f"simulate {params.preset}: shards", total=len(shards))
-        if workers == 1:
+        if engine is not None and engine.kind == "dask":
+            from cardlab.scale.engine import run_tasks
+
+            results = run_tasks(
+                engine,
+                simulate_shard,
+                [(params, s, n, tmp) for s, n in shards],
+                name="simulate-shard",
+                on_done=lambda _: bar.advance(task),
+            )
+        elif workers == 1:
             results = []
             for s, n in shards:
                 results.append(simulate_shard(params, s, n, tmp))
