@@ -28,8 +28,11 @@ venv: $(UV) ## create/refresh .venv from uv.lock (runtime deps)
 venv-dev: $(UV) ## create/refresh .venv from uv.lock with the dev extras
 	$(UV) sync --frozen --python $(PY) --extra dev --quiet
 
-run: venv ## run the whole DVC pipeline at the default preset (params.yaml), refresh the results docs, summarise
-	$(BIN)/dvc repro
+# make run PRESET=dev SEED=11: `dvc exp run -S ...` writes the values into params.yaml and runs the pipeline
+PRESET ?=
+SEED ?=
+run: venv ## run the whole DVC pipeline (params.yaml; PRESET=dev / SEED=11 switch them), refresh the results docs, summarise
+	$(BIN)/dvc $(if $(PRESET)$(SEED),exp run $(if $(PRESET),-S simulate.preset=$(PRESET)) $(if $(SEED),-S simulate.seed=$(SEED)),repro)
 	$(BIN)/cardlab docs
 	$(BIN)/cardlab summary
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -83,10 +85,22 @@ class PostgresServer:
             raise FileNotFoundError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
         self.bindir = Path(bins[-1]).parent
         self.dir = Path(data_dir).resolve()
-        self.data = self.dir / "data"
-        self.log = self.dir / "server.log"
+        self.home = self._home(self.dir)
+        self.data = self.home / "data"
+        self.log = self.home / "server.log"
         self.port = port
         self.url = f"postgresql://cardlab@127.0.0.1:{port}/postgres"
+
+    @staticmethod
+    def _home(folder: Path) -> Path:
+        """Where the cluster lives. As root the server runs as ``postgres``, which cannot enter a folder under a
+        private (0700, root-owned) parent such as a ``mktemp -d`` clone or pytest's tmp_path; the cluster then
+        lives in ``$TMPDIR/cardlab-pg-<hash of folder>``, owned by ``postgres`` and found again from the
+        folder's path (stop and restart need no other state)."""
+        if os.geteuid() != 0:
+            return folder
+        key = hashlib.sha1(str(folder).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"cardlab-pg-{key}"
 
     def sqlalchemy_url(self, database: str) -> str:
         return f"postgresql+psycopg://cardlab@127.0.0.1:{self.port}/{database}"
@@ -101,8 +115,10 @@ class PostgresServer:
 
     def init(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
+            shutil.chown(self.home, "postgres", "postgres")
+            self.home.chmod(0o700)
         if not (self.data / "PG_VERSION").exists():
             self._run(
                 "initdb", "-D", str(self.data), "-A", "trust", "-U", "cardlab", "--no-sync", "-E", "UTF8"
@@ -309,9 +325,9 @@ def _stop_state(state: Path) -> list[str]:
             _kill_group(int(pid_file.read_text()))
             pid_file.unlink()
             stopped.append(name)
-    data = state / "postgres" / "data"
-    if (data / "postmaster.pid").exists():
-        PostgresServer(state / "postgres", 0).stop()
+    pg = PostgresServer(state / "postgres", 0)
+    if (pg.data / "postmaster.pid").exists():  # pg_ctl stops the postmaster by the pid in that file
+        pg.stop()
         stopped.append("postgres")
     (state / ENV_FILE).unlink(missing_ok=True)
     return stopped

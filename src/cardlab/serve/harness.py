@@ -191,6 +191,7 @@ class PostgresCluster(PostgresServer):
             super().stop(mode)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+            shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> PostgresCluster:
         return self.start()
