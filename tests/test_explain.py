@@ -103,7 +103,7 @@ def test_reason_table_sums_groups_and_keeps_only_adverse_factors():
     feats = ["a_3m", "a_6m", "b", "c"]
     d = {
         "a_3m": {"family": "f", "reason_en": "A", "reason_zh": "甲"},
-        "a_6m": {"family": "f"},
+        "a_6m": {"family": "f", "reason_en": "A6", "reason_zh": "甲六"},
         "b": {"reason_en": "B", "reason_zh": "乙"},
         "c": {"reason_en": "C", "reason_zh": "丙"},
     }
@@ -115,6 +115,12 @@ def test_reason_table_sums_groups_and_keeps_only_adverse_factors():
     assert t["reason_en"].tolist() == ["A", "B"]
     assert t["contribution"].tolist() == pytest.approx([0.5, 0.4])
     assert t.loc[0, "feature"] == "a_3m" and t.loc[0, "reason_zh"] == "甲"
+    # the text is the row's contributing member's own, not the group lead's (members of a merged group can
+    # mean opposite things), and a member without a text is an error, never its raw name as the reason
+    t = R.reason_table(np.array([[0.1, 0.3, 0.0, 0.0]]), feats, keys, g, d, top_k=4)
+    assert (t.loc[0, "feature"], t.loc[0, "reason_en"], t.loc[0, "reason_zh"]) == ("a_6m", "A6", "甲六")
+    with pytest.raises(ValueError, match="a_6m"):
+        R.reason_table(np.array([[0.1, 0.3, 0.0, 0.0]]), feats, keys, g, d | {"a_6m": {"family": "f"}}, 4)
 
 
 def test_truth_file_of_the_world_is_understood(tmp_path):
@@ -173,6 +179,11 @@ def test_reason_codes_contract(explained):
     # one reason per group: the three BNPL windows never appear twice for one decision
     assert per["reason_group"].apply(lambda s: s.is_unique).all()
     assert rc["reason_zh"].str.contains("[\u4e00-\u9fff]").all()
+    # every stated reason is its feature's own dictionary text, Chinese throughout in reason_zh
+    texts = {e["name"]: e for e in RUN.read_dictionary(explained["features_root"])}
+    assert (rc["reason_zh"] == rc["feature"].map(lambda f: texts[f]["reason_zh"])).all()
+    assert (rc["reason_en"] == rc["feature"].map(lambda f: texts[f]["reason_en"])).all()
+    assert not rc["reason_zh"].str.contains("[A-Za-z]").any()
     assert len(rc.drop_duplicates(["customer_id", "snapshot_date"])) == explained["metrics"]["reason_rows"]
     stab = pd.read_csv(explained["out"] / "explain" / "reason_stability.csv")
     assert len(stab) == 2 and stab["jaccard"].between(0, 1).all()

@@ -118,6 +118,8 @@ def test_dictionary_covers_every_column(frames, dictionary):
         assert required <= set(e), e["name"]
         assert all(v in (-1, 0, 1) for v in e["direction"].values())
         assert e["reason_zh"] and e["reason_en"]
+        # a reason a bank sends is Chinese throughout (features/texts.py names the world's values)
+        assert not any("a" <= ch.lower() <= "z" for ch in e["reason_zh"]), (e["name"], e["reason_zh"])
     for task in TASKS:
         f = frames[task]
         listed = dictionary["tasks"][task]["feature_columns"]

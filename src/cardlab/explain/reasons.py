@@ -10,9 +10,9 @@ months" and "... in the last 6 months" as two separate reasons:
 
 A group's contribution for a row is the sum of its members' SHAP values (SHAP is additive, so this is the
 exact contribution of the group). Reasons are the groups with a *positive* sum (towards the adverse outcome:
-default for credit/limit, attrition for churn), largest first; the reason text is the dictionary entry of
-the group's lead feature (the member with the largest global mean |SHAP|), and ``feature`` names the member
-contributing most in that row.
+default for credit/limit, attrition for churn), largest first; ``feature`` names the member contributing most in that row and the reason text is that
+member's own dictionary entry (a group's lead feature, the member with the largest global mean |SHAP|, names
+the group; its text is not true of every member: online and offline spending shares are merged).
 """
 
 from __future__ import annotations
@@ -139,13 +139,19 @@ def reason_table(
     for r, g in zip(rows.tolist(), gidx.tolist(), strict=True):
         cols = member_cols[ids[g]]
         top_feature.append(features[feat_idx[cols[int(np.argmax(shap[r, cols]))]]])
-    lead = [groups.lead[ids[g]] for g in gidx.tolist()]
+    untexted = sorted(
+        {f for f in top_feature if not {"reason_zh", "reason_en"} <= set(dictionary.get(f, {}))}
+    )
+    if untexted:
+        raise ValueError(f"no reason text for {untexted[:5]}: add them to the feature dictionary")
     out = keys.iloc[rows].reset_index(drop=True).copy()
     out["rank"] = (ranks + 1).astype(np.int8)
     out["feature"] = top_feature
     out["contribution"] = contrib[rows, ranks].astype(np.float64)
-    out["reason_zh"] = [dictionary.get(f, {}).get("reason_zh", f) for f in lead]
-    out["reason_en"] = [dictionary.get(f, {}).get("reason_en", f) for f in lead]
+    # the stated reason is the text of the feature that carries it in this row (a merged group's members
+    # can mean opposite things: online vs offline spending share)
+    out["reason_zh"] = [dictionary[f]["reason_zh"] for f in top_feature]
+    out["reason_en"] = [dictionary[f]["reason_en"] for f in top_feature]
     out["reason_group"] = [ids[g] for g in gidx.tolist()]
     return out
 

@@ -480,6 +480,10 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
     booster, features, booster_params = model.booster, model.features, model.params
     objective = _objective(booster_params, booster)
     dictionary = {e["name"]: e for e in read_dictionary(features_root)}
+    if task == "limit":
+        from cardlab.tasks.limit import TREAT_TEXT
+
+        dictionary |= {name: {"name": name, **text} for name, text in TREAT_TEXT.items()}
     missing = [f for f in features if f not in snapshots.columns]
     if missing:
         raise ValueError(

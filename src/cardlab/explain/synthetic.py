@@ -42,8 +42,8 @@ DICTIONARY = [
     _entry("cust_income_band", "profile", None, "low income band", "收入档位较低"),
     _entry("cust_age", "profile", None, "age", "年龄"),
     _entry("cust_city_tier", "profile", None, "city tier", "城市等级"),
-    _entry("cust_gender_f", "profile", None, "gender is F", "客户属性：gender=F"),
-    _entry("cust_gender_m", "profile", None, "gender is M", "客户属性：gender=M"),
+    _entry("cust_gender_f", "profile", None, "gender is F", "客户属性：性别为女"),
+    _entry("cust_gender_m", "profile", None, "gender is M", "客户属性：性别为男"),
     _entry("cust_device_price_band", "proxy", None, "phone price band", "手机价格档位（代理变量）"),
     *[_entry(f"cust_decoy_{k}", "decoy", None, "pure-noise decoy", "噪声诱饵变量") for k in (1, 2, 3)],
     *[

@@ -13,6 +13,7 @@ import polars as pl
 
 from cardlab.features.dictionary import Catalog, dirs
 from cardlab.features.io import WorldCalendar
+from cardlab.features.texts import zh as zh_name
 from cardlab.features.windows import LAST_DATE, MONTH_COL, Family, col, safe_div, slope, std
 
 ALL = ("credit", "limit", "churn")
@@ -353,7 +354,7 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
                     window=w,
                     definition=f"GMV in category '{c}' / GMV",
                     en=f"spending mix: {c}",
-                    zh=f"品类消费占比：{c}",
+                    zh=f"品类消费占比：{zh_name(c)}",
                 )
         if w >= 6:
             cat.add(
@@ -439,7 +440,7 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             window=w,
             definition="app sessions / all sessions",
             en="use of the mobile app",
-            zh="App访问占比",
+            zh="手机应用访问占比",
         )
         cat.add(
             f"ses_mini_share_{w}m",
@@ -466,7 +467,7 @@ def customer_catalog(windows: list[int], categories: list[str], invitations: boo
             window=w,
             definition="visits to the card's page in the app (bill, points) per month",
             en="attention to the card in the app",
-            zh="App内信用卡页面月均访问次数",
+            zh="应用内信用卡页面月均访问次数",
             direction=dirs(churn=-1),
             tasks=ACCOUNT,
             source="sessions_monthly.card_page_visits",
@@ -1007,7 +1008,7 @@ def account_catalog(windows: list[int], payment_types: list[str]) -> Catalog:
                 window=w,
                 definition=f"{ch} purchases / purchases",
                 en=f"share of {ch} spending",
-                zh=f"{ch}渠道消费占比",
+                zh=f"{zh_name(ch)}渠道消费占比",
             )
         cat.add(
             f"acct_active_months_{w}m",
@@ -1084,7 +1085,7 @@ def account_catalog(windows: list[int], payment_types: list[str]) -> Catalog:
                     window=w,
                     definition=f"statements with payment_type '{v}' / statements",
                     en=f"share of '{v}' payments",
-                    zh=f"还款方式占比：{v}",
+                    zh=f"还款方式占比：{zh_name(v)}",
                 )
             cat.add(
                 f"acct_util_std_{w}m",

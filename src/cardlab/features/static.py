@@ -12,6 +12,7 @@ import polars as pl
 
 from cardlab.features.dictionary import Catalog, dirs
 from cardlab.features.families import ALL, ident
+from cardlab.features.texts import zh as zh_name
 
 ORDINAL = {
     "education": ("high_school", "associate", "bachelor", "master_plus"),
@@ -70,7 +71,7 @@ def static_catalog(customers: pl.LazyFrame) -> Catalog:
                     window=None,
                     definition=f"{c} as ordinal code {mapping}",
                     en=f"{c.replace('_', ' ')}",
-                    zh=f"客户属性：{c}",
+                    zh=f"客户属性：{zh_name(c)}",
                     source=f"customers.{c}",
                 )
             elif len(values) <= 3:
@@ -82,7 +83,7 @@ def static_catalog(customers: pl.LazyFrame) -> Catalog:
                         window=None,
                         definition=f"1 if {c} == '{v}'",
                         en=f"{c.replace('_', ' ')} is {v}",
-                        zh=f"客户属性：{c}={v}",
+                        zh=f"客户属性：{zh_name(c)}为{zh_name(v)}",
                         source=f"customers.{c}",
                     )
             else:
@@ -94,7 +95,7 @@ def static_catalog(customers: pl.LazyFrame) -> Catalog:
                     window=None,
                     definition=f"{c} as nominal integer code {mapping}",
                     en=f"{c.replace('_', ' ')} (category)",
-                    zh=f"客户属性：{c}（类别编码）",
+                    zh=f"客户属性：{zh_name(c)}",
                     source=f"customers.{c}",
                 )
         elif dt.is_numeric() or dt == pl.Boolean:

@@ -74,6 +74,11 @@ DESCRIPTION = (
     "budget and an expected-loss cap. Graded out-of-time against the oracle's potential outcomes."
 )
 TREAT = ("treat_log_line", "treat_log_ratio")
+# the treatment columns' reason texts (they are model inputs, not features of the dictionary)
+TREAT_TEXT = {
+    "treat_log_line": {"reason_zh": "信用额度水平", "reason_en": "the level of the credit line"},
+    "treat_log_ratio": {"reason_zh": "本次额度调整幅度", "reason_en": "the size of this line change"},
+}
 ACTION_COLS = ("line_before_fen", "line_after_fen", "line_increase_fen", "cell", "propensity")
 MODELS: dict[str, dict[str, str]] = {
     "spend": {"target": "t_spend", "objective": "reg:tweedie", "metric": "rmse"},
