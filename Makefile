@@ -64,7 +64,7 @@ lab: venv-dev ## JupyterLab with jupytext: notebooks/*.py open as notebooks (dou
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' \
 	  > $(VENV)/share/jupyter/lab/settings/overrides.json
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=$(CURDIR)
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: venv-dev ## run the benchmarks (slow; numbers go in the README)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
