@@ -52,19 +52,13 @@ def engine(pipeline_root):
     return settings, build_engine(settings, Metrics())
 
 
-def _customers(root, n: int) -> list[int]:
-    import sqlite3
-
-    con = sqlite3.connect(root / "data" / "online" / "features.sqlite")
-    today = int(con.execute("SELECT value FROM meta WHERE key = 'today'").fetchone()[0])
-    ids = [r[0] for r in con.execute("SELECT customer_id FROM rows WHERE t = ? LIMIT ?", (today, n))]
-    con.close()
-    return ids
-
-
 def test_sigkill_mid_load_loses_no_answered_decision(pipeline_root, log_url, engine):
     versions = pipeline_versions(pipeline_root)
-    customers = _customers(pipeline_root, 2000)
+    store = engine[1].store
+    customers = store.customers(store.today, 2000)
+    today = (
+        store.month_start(store.today).replace(day=10).isoformat()
+    )  # the store's "today", never a constant
     requests: dict[str, dict] = {}
     answered: dict[str, str] = {}  # key -> decision id the client saw
     lock = threading.Lock()
@@ -80,7 +74,7 @@ def test_sigkill_mid_load_loses_no_answered_decision(pipeline_root, log_url, eng
                 key = f"w{worker}-{uuid.uuid4().hex}"
                 body = {
                     "customer_id": customers[(worker * 251 + i) % len(customers)],
-                    "application_date": "2026-01-10",
+                    "application_date": today,
                 }
                 i += 1
                 with lock:
