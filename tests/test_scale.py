@@ -194,9 +194,7 @@ def postgres(tmp_path_factory):
     pg.create_database("optuna")
     yield pg
     pg.stop("immediate")
-    import shutil
-
-    shutil.rmtree(pg.dir, ignore_errors=True)
+    pg.remove()  # its data too: a later run on the same port must not resume this run's studies
 
 
 @pytest.fixture(scope="module")

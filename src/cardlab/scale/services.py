@@ -136,6 +136,11 @@ class PostgresServer:
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
+    def remove(self) -> None:
+        """Delete the cluster's files (stop it first): its folder and, as root, its home under TMPDIR."""
+        shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def restart(self) -> None:
         """Stop (fast: open connections are cut) and start again, as an operator's restart would."""
         self.stop()

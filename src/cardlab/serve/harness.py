@@ -185,13 +185,10 @@ class PostgresCluster(PostgresServer):
         super().__init__(Path(tempfile.mkdtemp(prefix="cardlab-pg-", dir="/tmp")), port)
 
     def stop(self, mode: str = "fast") -> None:
-        import shutil
-
         try:
             super().stop(mode)
         finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            shutil.rmtree(self.home, ignore_errors=True)
+            self.remove()
 
     def __enter__(self) -> PostgresCluster:
         return self.start()
