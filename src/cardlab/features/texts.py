@@ -1,6 +1,6 @@
 """Chinese display names of the world's column names and vocabulary values, for the dictionary's ``reason_zh``
 (a reason a bank sends to a customer is Chinese throughout: issue 21). One home for these names; a value the
-world adds without a name here keeps its raw spelling, which ``tests/test_explain.py`` reports as a defect."""
+world adds without a name here keeps its raw spelling, which ``tests/test_features.py`` reports as a defect (no Latin letter in any ``reason_zh``)."""
 
 from __future__ import annotations
 

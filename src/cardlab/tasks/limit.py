@@ -169,9 +169,10 @@ def _offset_intercept(data: TaskData, coef: float) -> float:
     rate instead of at ``expit(coef * log line)`` (about 0.99 for a 10,000-yuan line at slope 0.58), which
     early stopping leaves far from the data."""
     frame = data.frames["train"]
-    y = frame["label"].to_numpy(dtype=np.float64)
-    rate = float(np.clip(y.mean(), 1e-4, 1 - 1e-4)) if len(y) else 0.5
-    return float(np.log(rate / (1 - rate)) - coef * _log_line(frame).mean()) if len(y) else 0.0
+    if frame.empty:
+        return 0.0
+    rate = float(np.clip(frame["label"].to_numpy(dtype=np.float64).mean(), 1e-4, 1 - 1e-4))
+    return float(np.log(rate / (1 - rate)) - coef * _log_line(frame).mean())
 
 
 def _matrix(
