@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 
 import cardlab.features
 from cardlab.artifacts import dir_digest
-from cardlab.config import TASKS, FeaturesParams, PresetSize, SimulateParams
+from cardlab.config import FeaturesParams, PresetSize, SimulateParams
 from cardlab.features import windows
 from cardlab.features.build import build_features, compute_task_frames
 from cardlab.features.guards import leak_canary
 from cardlab.features.io import RawDataError, load_tables, read_calendar
 from cardlab.features.windows import LeakageError, assert_cutoff
+from cardlab.taskspec import FRAMES
 from cardlab.world.simulate import simulate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +58,7 @@ def built(world: Path, tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def frames(built) -> dict[str, pl.DataFrame]:
     out, _ = built
-    return {t: pl.read_parquet(out / t) for t in TASKS}
+    return {t: pl.read_parquet(out / t) for t in FRAMES}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def dictionary(built) -> dict:
 # ------------------------------------------------------------------------------------------------------------
 def test_contract_columns_splits_and_labels(built, frames):
     _, summary = built
-    for task in TASKS:
+    for task in FRAMES:
         f = frames[task]
         assert f.columns[:4] == ["customer_id", "snapshot_date", "split", "label"], task
         assert f.schema["snapshot_date"] == pl.Date
@@ -83,7 +84,7 @@ def test_contract_columns_splits_and_labels(built, frames):
         lim = {r["split"]: (r["lo"], r["hi"]) for r in by.iter_rows(named=True)}
         assert lim["train"][1] < lim["valid"][0] and lim["valid"][1] < lim["oot"][0]
     # labelled rows in every split of every task; both classes in train
-    for task in TASKS:
+    for task in FRAMES:
         lab = frames[task].filter(pl.col("label").is_not_null())
         assert set(lab["split"].unique()) == SPLITS, task
         assert set(lab.filter(pl.col("split") == "train")["label"].unique()) == {0, 1}, task
@@ -120,7 +121,7 @@ def test_dictionary_covers_every_column(frames, dictionary):
         assert e["reason_zh"] and e["reason_en"]
         # a reason a bank sends is Chinese throughout (features/texts.py names the world's values)
         assert not any("a" <= ch.lower() <= "z" for ch in e["reason_zh"]), (e["name"], e["reason_zh"])
-    for task in TASKS:
+    for task in FRAMES:
         f = frames[task]
         listed = dictionary["tasks"][task]["feature_columns"]
         assert listed, task
@@ -369,7 +370,7 @@ def test_future_poisoning_leaves_features_unchanged(base_tables, cut, seed, n, s
     dirty = compute_task_frames(
         {k: v.lazy() for k, v in poisoned.items()}, cal, FeaturesParams(), canary=False
     )
-    for task in TASKS:
+    for task in FRAMES:
         feats = clean.features[task]
         keys = NATURAL_KEYS[task]
         a = clean.frames[task].filter(pl.col("snapshot_date") <= cutoff).select(*keys, *feats)

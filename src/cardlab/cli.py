@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 
-from cardlab.config import TASKS, load_params
+from cardlab import taskspec
+from cardlab.config import load_params
 
 app = typer.Typer(
     name="cardlab",
@@ -38,12 +39,13 @@ SetOpt = Annotated[
 
 
 def _task(value: str) -> str:
-    if value not in TASKS:
-        raise typer.BadParameter(f"unknown task {value!r}; choose one of {', '.join(TASKS)}")
+    """A registered task's name (cardlab.taskspec.REGISTRY, read when the verb runs)."""
+    if value not in taskspec.names():
+        raise typer.BadParameter(f"unknown task {value!r}; choose one of {', '.join(taskspec.names())}")
     return value
 
 
-TaskArg = Annotated[str, typer.Argument(help=f"task: one of {', '.join(TASKS)}", callback=_task)]
+TaskArg = Annotated[str, typer.Argument(help=f"task: one of {', '.join(taskspec.names())}", callback=_task)]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -211,7 +213,11 @@ def evaluate(
 
     module = get_task(task)
     _verify_task_raw(module, features_dir)
-    metrics = module.evaluate(p, features_dir, oracle, out / task)
+    from cardlab.explain.run import contract_metrics
+
+    # the explanation keys of the metrics contract: explain's code, handed to the task (tasks never import
+    # explain, docs/architecture.md)
+    metrics = module.evaluate(p, features_dir, oracle, out / task, contract=contract_metrics)
     shown = {k: v for k, v in metrics.items() if isinstance(v, float | int)}
     for k in sorted(shown)[:12]:
         console.print(f"  {k:<28} {shown[k]:.4f}" if isinstance(shown[k], float) else f"  {k:<28} {shown[k]}")

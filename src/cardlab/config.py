@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cardlab.errors import CardlabError
 
 PRESETS = ("ci", "dev", "bench")
-TASKS = ("credit", "limit", "churn")
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -229,8 +228,13 @@ class SearchSpace(StrictModel):
 
 
 class TuneParams(StrictModel):
+    # trials per study: credit and churn run one study, limit one per response model (tasks/limit, MODELS), so
+    # limit's tuning costs three times this budget. No wall-clock budget: with one the tuned result would depend
+    # on the machine's speed, not only on params and seed.
     n_trials: PositiveInt = 20
-    timeout_s: PositiveInt | None = None
+    # the modelling seed: shadow screen, Optuna's sampler and the bootstraps of a model's own grades, separate
+    # from simulate.seed (the world's), so the same world can be modelled with several seeds and vice versa
+    seed: int = 7
     num_boost_round: PositiveInt = 400
     early_stopping_rounds: PositiveInt = 30
     # None -> a journal file experiments/<task>/optuna.journal; any RDB URL (sqlite:///...) works too

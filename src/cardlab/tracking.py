@@ -35,11 +35,10 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.tracking import MlflowClient
 
-from cardlab import liveness
+from cardlab import liveness, taskspec
 from cardlab.artifacts import dir_digest
 from cardlab.errors import RegistryError, TrackingServerError
 
-REGISTERED = {"credit": "cardlab-credit", "limit": "cardlab-limit", "churn": "cardlab-churn"}
 ALIASES = ("challenger", "champion")
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -328,10 +327,11 @@ def register_model(
     with that digest exists, return it instead of adding a duplicate. The ``challenger`` alias follows
     ``challenger``: set on this version when true, taken off it when false."""
     configure()
-    name = REGISTERED[task]
+    spec = taskspec.get(task)
+    name = spec.registered
     client = MlflowClient()
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
-        client.create_registered_model(name, description=f"cardlab {task} model (see docs/tasks/{task}.md)")
+        client.create_registered_model(name, description=f"cardlab {task} model (see {spec.docs})")
     existing = (
         client.search_model_versions(f"name = '{name}' and tags.model_digest = '{model_digest}'")
         if model_digest
@@ -355,7 +355,7 @@ def register_model(
 def promote(task: str) -> tuple[str, int]:
     """Move the ``champion`` alias to the current ``challenger`` version; returns (name, version)."""
     configure()
-    name = REGISTERED[task]
+    name = taskspec.get(task).registered
     client = MlflowClient()
     try:
         mv = client.get_model_version_by_alias(name, "challenger")

@@ -38,13 +38,19 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from cardlab import taskspec
 from cardlab.modeling.grading import ClusterBootstrap
 
 PROFILE_PREFIX = "cust_"
 MIN_DRIVERS = 3  # a rank correlation over fewer used drivers says nothing
 NOT_ASSESSABLE = "not assessable"
 _ENCODED = re.compile(r"^(?:1 if (\w+) ==|(\w+) as (?:nominal|ordinal))")
-TRUTH_SECTION = {"credit": "default", "limit": "default", "churn": "churn"}
+
+
+def _truth_section(task: str) -> str:
+    """The oracle's true_drivers.json section of the task's label (cardlab.taskspec ``truth_section``); a name
+    outside the registry (a synthetic test file) is its own section."""
+    return taskspec.get(task).truth_section if task in taskspec.names() else task
 
 
 def _name(item: Any) -> str | None:
@@ -90,7 +96,7 @@ def load_truth(path: Path, task: str) -> dict[str, Any]:
     """
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     block = raw
-    for key in (TRUTH_SECTION.get(task, task), task, "tasks"):
+    for key in (_truth_section(task), task, "tasks"):
         if isinstance(block, dict) and isinstance(block.get(key), dict):
             block = block[key]
             if key == "tasks" and isinstance(block.get(task), dict):

@@ -13,6 +13,7 @@ oracle, limitations and a monitoring plan with thresholds.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 from pathlib import Path
@@ -21,44 +22,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from cardlab import tracking
+from cardlab import taskspec, tracking
 from cardlab.config import Params
-
-TASK_CARDS: dict[str, dict[str, str]] = {
-    "credit": {
-        "title": "Application PD model (co-branded card)",
-        "purpose": "Estimate the probability that an applicant reaches 90+ days past due within 12 months of "
-        "booking, to rank applications and set the approve/decline cutoff.",
-        "intended_use": "Application decisioning for the co-branded card and input to initial limit and pricing. "
-        "Not for account management, collections or marketing eligibility without revalidation.",
-        "owner": "Partner bank (credit decision and model owner, accountable to its model-risk function). "
-        "The e-commerce platform supplies behavioural data and develops the model as a service; it does "
-        "not make or override credit decisions.",
-        "bad": "Bad = 90+ DPD at any statement within 12 months of booking (label window fully observed). 90+ DPD "
-        "is the Basel default definition and the bank's charge-off trigger path, so the model ranks the loss "
-        "event that drives pricing and capital; 30+ DPD would mostly capture self-curing late payers, and "
-        "a 12-month window matches the annual PD horizon of IFRS 9 stage 1.",
-        "decision": "decline",
-    },
-    "limit": {
-        "title": "Line-management risk model (co-branded card)",
-        "purpose": "Estimate 90+ DPD risk in the outcome window after a credit-line review, for line "
-        "increase/decrease decisions.",
-        "intended_use": "Periodic limit reviews of open accounts. Not for application decisions.",
-        "owner": "Partner bank (limit decision owner); platform as data provider and model developer.",
-        "bad": "Bad = 90+ DPD within the outcome window after the review decision (see docs/tasks/limit.md).",
-        "decision": "flagged (highest risk)",
-    },
-    "churn": {
-        "title": "Attrition / retention model (co-branded card)",
-        "purpose": "Rank open accounts by the probability of voluntary closure or silent attrition in the label "
-        "window, to target retention offers.",
-        "intended_use": "Retention campaign targeting within campaign capacity. Not a credit decision.",
-        "owner": "Platform (campaign owner) jointly with the partner bank (card product owner).",
-        "bad": "Adverse = voluntary closure or silent attrition in the label window (see docs/tasks/churn.md).",
-        "decision": "flagged for retention",
-    },
-}
 
 PERF_KEYS = ("auc", "ks", "gini", "brier", "bad_rate", "mean_pd", "n")
 SPLITS = ("train", "valid", "oot")
@@ -197,7 +162,7 @@ def collect_context(
     csi = pd.read_csv(val / "csi.csv") if (val / "csi.csv").exists() else pd.DataFrame()
     return {
         "task": task,
-        "card": TASK_CARDS.get(task, TASK_CARDS["credit"]),
+        "card": dataclasses.asdict(taskspec.get(task).card),
         "params": params,
         "lineage": _lineage(params, task, out, features_root, oracle),
         "task_metrics": _read_json(out / "metrics.json"),
@@ -505,7 +470,7 @@ def render(ctx: dict[str, Any]) -> str:
     if "oot_oracle_auc" in m:
         comp.append(
             (
-                "oracle (true P(label))" if task == "churn" else "oracle (true PD)",
+                card["oracle_score"],
                 m.get("oot_oracle_auc"),
                 m.get("oot_oracle_ks"),
                 m.get("oot_oracle_brier"),

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from cardlab import tracking
+from cardlab import taskspec, tracking
 from cardlab.artifacts import atomic_dir, atomic_file, write_json, write_parquet
 from cardlab.config import Params, params_hash
 from cardlab.explain import faithfulness as F
@@ -77,21 +77,23 @@ def _round(obj: Any) -> Any:
 def decision_mask(
     task: str, params: Params, snapshots: pd.DataFrame, score: np.ndarray, rows: np.ndarray
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Rows (within ``rows``) the model decides adversely: credit declines at the approval cutoff (the lowest-PD
-    ``approval_rate`` share is approved), churn/limit the top-scored ``flag_share`` (churn: campaign capacity)."""
-    ep = params.explain
-    if task == "credit":
+    """Rows (within ``rows``) the model decides adversely (the task's ``decision`` in cardlab.taskspec):
+    "approve" declines above the approval cutoff (the lowest-PD ``approval_rate`` share is approved), "flag"
+    flags the top-scored share (``Task.share``: churn's campaign capacity, else ``explain.flag_share``)."""
+    ep, spec = params.explain, taskspec.get(task)
+    if spec.decision == "approve":
         share = ep.approval_rate
+        booked = spec.modelled_column
         if share is None:
             share = (
-                float(snapshots.loc[rows, "approved"].astype(float).mean())
-                if "approved" in snapshots
+                float(snapshots.loc[rows, booked].astype(float).mean())
+                if booked is not None and booked in snapshots
                 else 0.6
             )
         cut = float(np.quantile(score[rows], share)) if rows.any() else float("nan")
         mask = _closest_share(rows, score, cut, 1.0 - share)
         return mask, {"approval_rate": share, "pd_cutoff": cut}
-    share = params.churn.campaign_capacity_share if task == "churn" else ep.flag_share
+    share = spec.share(params)
     cut = float(np.quantile(score[rows], 1.0 - share)) if rows.any() else float("nan")
     return _closest_share(rows, score, cut, share), {"flag_share": share, "score_cutoff": cut}
 
@@ -182,8 +184,9 @@ def performance_by_month(snapshots: pd.DataFrame, score: np.ndarray, modelled: n
 
 def _modelled(task: str, snapshots: pd.DataFrame) -> np.ndarray:
     keep = snapshots["label"].notna().to_numpy()
-    if task == "credit" and "approved" in snapshots:
-        keep &= snapshots["approved"].astype(bool).to_numpy()
+    column = taskspec.get(task).modelled_column
+    if column is not None and column in snapshots:
+        keep &= snapshots[column].astype(bool).to_numpy()
     return keep
 
 
@@ -255,35 +258,16 @@ class ExplainedModel:
 
 
 def explained_model(task: str, out: Path, snapshots: pd.DataFrame) -> ExplainedModel:
-    """Load the registered model of ``task``. Limit registers its 90+ DPD response model (``default.ubj``,
-    an S-learner with the line as treatment): the logged line's treatment columns are added to ``snapshots``
-    (in place) so each decision is explained at the line it actually got."""
-    if task != "limit":
+    """Load the registered model of ``task``: ``model/model.ubj``, or what the task's ``explain_model_hook``
+    returns (cardlab.taskspec) as :class:`ExplainedModel` fields. Limit's hook loads its 90+ DPD response
+    model (an S-learner with the line as treatment) and adds the logged line's treatment columns to
+    ``snapshots`` (in place), so each decision is explained at the line it actually got."""
+    spec = taskspec.get(task)
+    if spec.explain_model_hook is None:
         booster, features, _directions = load_model(out)
         meta = json.loads((out / "model" / "features.json").read_text())
         return ExplainedModel(booster, features, meta.get("params", {}), np.zeros(len(snapshots)))
-    from cardlab.tasks import limit as L
-
-    models, meta = L.load_models(out)
-    info = meta["models"]["default"]
-    line = snapshots["line_after_fen"].to_numpy(dtype=np.float64) / 100.0
-    before = snapshots["line_before_fen"].astype("float64").to_numpy() / 100.0
-    for k, v in L.treatment_columns(line, before).items():
-        snapshots[k] = v
-    slope = float(info.get("line_offset", 0.0))
-    log_line = snapshots["treat_log_line"].to_numpy(dtype=np.float64)
-    intercept = float(info.get("line_offset_intercept", 0.0))
-    offset = slope * log_line + intercept + float(info.get("logit_shift", 0.0))
-    return ExplainedModel(
-        models["default"],
-        list(meta["features"]),
-        info.get("params", {}),
-        offset,
-        offset_slope=slope,
-        offset_x=log_line,
-        offset_intercept=intercept,
-        offset_feature="treat_log_line" if slope else None,
-    )
+    return ExplainedModel(**spec.hook(spec.explain_model_hook)(out, snapshots))
 
 
 def global_shap(
@@ -480,10 +464,9 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
     booster, features, booster_params = model.booster, model.features, model.params
     objective = _objective(booster_params, booster)
     dictionary = {e["name"]: e for e in read_dictionary(features_root)}
-    if task == "limit":
-        from cardlab.tasks.limit import TREAT_TEXT
-
-        dictionary |= {name: {"name": name, **text} for name, text in TREAT_TEXT.items()}
+    spec = taskspec.get(task)
+    if spec.extra_texts is not None:
+        dictionary |= {name: {"name": name, **text} for name, text in spec.hook(spec.extra_texts).items()}
     missing = [f for f in features if f not in snapshots.columns]
     if missing:
         raise ValueError(
@@ -494,7 +477,7 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
     margin_all = S.margin(booster, x_all, features) + model.offset
     score = _prob(margin_all, objective)
     points = None
-    if task in ("credit", "limit") and objective.startswith("binary:"):
+    if spec.score_points and objective.startswith("binary:"):
         cp = params.credit
         points = M.pd_to_score(score, cp.base_points, cp.base_odds, cp.pdo)
     oot = (snapshots["split"] == "oot").to_numpy()

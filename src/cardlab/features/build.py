@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
-from cardlab.config import TASKS, EngineParams, FeaturesParams
+from cardlab.config import EngineParams, FeaturesParams
 from cardlab.features.dictionary import DIRECTION_MEANING, Catalog, FeatureSpec, merge_specs, non_feature
 from cardlab.features.families import (
     ALL,
@@ -37,6 +37,7 @@ from cardlab.features.io import WorldCalendar, load_tables, read_calendar
 from cardlab.features.snapshots import churn_snapshots, credit_snapshots, limit_snapshots
 from cardlab.features.static import static_catalog, tenure_feature
 from cardlab.features.windows import Family, LeakageError, assert_cutoff, window_sums
+from cardlab.taskspec import FRAMES
 
 KEYS = ("customer_id", "snapshot_date", "split", "label")
 
@@ -597,7 +598,7 @@ def compute_task_frames(
 
     # ---- guards and final column order ---------------------------------------------------------------------
     out: dict[str, pl.DataFrame] = {}
-    for task in TASKS:
+    for task in FRAMES:
         frame = frames[task]
         assert_cutoff(frame, task)
         nonf = [n for n, *_ in NON_FEATURES[task] if n in frame.columns]
@@ -629,20 +630,20 @@ def dictionary_json(
     nonf = merge_specs(
         [
             non_feature(n, role, d, en, zh, (task,))
-            for task in TASKS
+            for task in FRAMES
             for n, role, d, en, zh in NON_FEATURES[task]
             if n in tf.frames[task].columns
         ]
     )
     keys = [
-        non_feature("customer_id", "key", "customer identifier", "customer key", "客户编号", TASKS),
+        non_feature("customer_id", "key", "customer identifier", "customer key", "客户编号", FRAMES),
         non_feature(
             "snapshot_date",
             "key",
             "as-of date: features use only complete months before its month",
             "as-of date",
             "快照日期",
-            TASKS,
+            FRAMES,
         ),
         non_feature(
             "split",
@@ -650,10 +651,15 @@ def dictionary_json(
             "train / valid / oot by snapshot month index (see splits)",
             "time split",
             "样本划分",
-            TASKS,
+            FRAMES,
         ),
         non_feature(
-            "label", "label", "; ".join(f"{t}: {LABELS[t]}" for t in TASKS), "the task's label", "标签", TASKS
+            "label",
+            "label",
+            "; ".join(f"{t}: {LABELS[t]}" for t in FRAMES),
+            "the task's label",
+            "标签",
+            FRAMES,
         ),
     ]
     return {
@@ -668,7 +674,7 @@ def dictionary_json(
                 "feature_columns": tf.features[t],
                 "non_feature_columns": [c for c in tf.frames[t].columns if c not in set(tf.features[t])],
             }
-            for t in TASKS
+            for t in FRAMES
         },
         "features": [s.as_json() for s in tf.specs],
         "non_features": [s.as_json() for s in keys + nonf],

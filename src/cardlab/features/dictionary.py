@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import polars as pl
 
-from cardlab.config import TASKS
+from cardlab.taskspec import FRAMES
 
 DIRECTION_MEANING = (
     "business direction w.r.t. the task's label: +1 a higher value raises the adverse outcome risk "
@@ -93,7 +93,7 @@ class Catalog:
         card-page visits at a credit application, before there is a card). ``source``: the raw
         ``table.column`` it is computed from (default: the family's table, FAMILY_SOURCE)."""
         tasks = tuple(t for t in self.tasks if t in (tasks or self.tasks))
-        d = {t: 0 for t in TASKS}
+        d = {t: 0 for t in FRAMES}
         d.update(direction or {})
         d = {t: v for t, v in d.items() if t in tasks}
         # float32: what XGBoost uses internally, and half the memory of float64
@@ -137,7 +137,7 @@ def merge_specs(specs: list[FeatureSpec]) -> list[FeatureSpec]:
     for s in specs:
         if s.name in by_name:
             old = by_name[s.name]
-            tasks = tuple(t for t in TASKS if t in set(old.tasks) | set(s.tasks))
+            tasks = tuple(t for t in FRAMES if t in set(old.tasks) | set(s.tasks))
             direction = {**old.direction, **s.direction}
             by_name[s.name] = FeatureSpec(
                 old.name,

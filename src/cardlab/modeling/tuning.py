@@ -274,7 +274,7 @@ def _run_locked_study(
         while finished() < tune.n_trials:
             # re-seed per trial: a resumed study draws what an uninterrupted one would have drawn
             study.sampler = optuna.samplers.TPESampler(seed=seed + finished(), n_startup_trials=8)
-            study.optimize(objective, n_trials=1, timeout=tune.timeout_s, catch=())
+            study.optimize(objective, n_trials=1, catch=())
             trial = study.trials[-1]
             with tracking.stage_run(
                 experiment_name=experiment_name,

@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from cardlab.modeling.xgb import SEED
+
 __all__ = [
     "XGBConfig",
     "TLearner",
@@ -68,7 +70,6 @@ __all__ = [
     "load_learner",
 ]
 
-SEED = 20231101
 PROPENSITY_CLIP = (0.02, 0.98)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from cardlab import tracking
+from cardlab import taskspec, tracking
 from cardlab.artifacts import atomic_dir, dir_digest, fault_point, read_json, write_json
 from cardlab.config import Params, params_hash
 from cardlab.errors import InputDataError, MissingInputError, ModelFileError
@@ -43,6 +43,9 @@ from cardlab.modeling.xgb import (
 )
 
 SPLITS = ("train", "valid", "oot")
+# computes the explanation keys of a task's metrics.json contract: (params, task, features_root, oracle, out);
+# the CLI passes cardlab.explain.run.contract_metrics to each task's evaluate (tasks never import explain)
+ContractMetrics = Callable[[Params, str, Path, Path, Path], dict]
 # metrics where larger is better; everything else (logloss, rmse, ...) is minimised
 MAXIMISED = {"auc", "aucpr", "map", "ndcg"}
 RUN_POINTER = ".mlflow_run"
@@ -55,7 +58,8 @@ def experiment_name(params: Params, task: str) -> str:
 
 
 def read_snapshots(features_root: Path, task: str) -> pd.DataFrame:
-    path = Path(features_root) / task
+    """The snapshot rows of the frame ``task`` reads (``data/features/<frame>/``, cardlab.taskspec)."""
+    path = Path(features_root) / taskspec.frame_of(task)
     if not path.exists():
         raise MissingInputError(f"{path} is missing: run `dvc repro features` (or `cardlab features`)")
     try:
@@ -101,14 +105,14 @@ def tune_task(
     """Screen the features against shadows, run/resume the Optuna study on the kept ones and write
     ``best_params.json`` (with the kept ``features``, which train uses)."""
     tune = params.tune
-    kept, pass_rate = shadow_screen(data, tune, params.simulate.seed)
+    kept, pass_rate = shadow_screen(data, tune, params.tune.seed)
     candidates = len(data.features)
     data = data.subset(kept)
     fixed = {"monotone_constraints": data.monotone}
     study = run_study(
         task=task,
         tune=tune,
-        seed=params.simulate.seed,
+        seed=params.tune.seed,
         out_dir=out,
         data_digest=features_digest(features_root, task),
         base=base_params(tune, eval_metric=metric),

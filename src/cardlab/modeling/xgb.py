@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from cardlab import taskspec
 from cardlab.config import TuneParams
 from cardlab.errors import InputDataError, MissingInputError, ModelFileError
 
@@ -64,17 +65,25 @@ def read_dictionary(features_root: Path) -> list[dict[str, Any]]:
 
 
 def task_features(dictionary: list[dict[str, Any]], task: str) -> tuple[list[str], dict[str, int]]:
-    """Feature names used by ``task`` and their business directions (for monotone constraints)."""
+    """Feature names used by ``task`` and their business directions (for monotone constraints), read for the
+    frame the task fits on (cardlab.taskspec). A per-frame direction table without the frame is an error: a
+    silent 0 would drop the feature's monotone constraint."""
+    frame = taskspec.frame_of(task)
     names, directions = [], {}
     for entry in dictionary:
         tasks = entry.get("tasks")
-        if tasks is not None and task not in tasks:
+        if tasks is not None and frame not in tasks:
             continue
         if entry.get("is_feature", True) is False:
             continue
         direction = entry.get("direction", 0)
         if isinstance(direction, dict):
-            direction = direction.get(task, 0)
+            if frame not in direction:
+                raise ValueError(
+                    f"feature dictionary: {entry['name']!r} has no direction for frame {frame!r} (task "
+                    f"{task!r}); rebuild features (`dvc repro features`)"
+                )
+            direction = direction[frame]
         names.append(entry["name"])
         directions[entry["name"]] = int(direction or 0)
     if not names:

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cardlab.artifacts import PARQUET_OPTS, atomic_dir, write_json
-from cardlab.config import TASKS, EngineParams, FeaturesParams
+from cardlab.config import EngineParams, FeaturesParams
 from cardlab.errors import InputDataError
 from cardlab.features.build import (
     WorldVocabulary,
@@ -53,6 +53,7 @@ from cardlab.features.io import REQUIRED_COLUMNS, WorldCalendar, load_tables, re
 from cardlab.features.snapshots import limit_snapshots
 from cardlab.features.windows import LeakageError
 from cardlab.scale.engine import cluster, map_tasks
+from cardlab.taskspec import FRAMES
 
 CANARY_ROWS = 20_000  # leak_canary's default sample (evenly spaced labelled rows)
 
@@ -179,7 +180,7 @@ def build_partition(
     tables = partition_tables(Path(raw), shard)
     tf = compute_task_frames(tables, cal, params, canary=False, vocabulary=vocabulary)
     files, months, rows = {}, {}, {}
-    for task in TASKS:
+    for task in FRAMES:
         frame = tf.frames[task]
         path = Path(staging) / task / f"part-{shard:05d}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -332,15 +333,15 @@ def build_partitioned(
                     f"shard {p.shard} built other feature columns than shard {first.shard}: a global fact "
                     "is missing from WorldVocabulary (build with engine.kind: local and report it)"
                 )
-        t3 = bar.add_task("features: merge", total=len(TASKS))
+        t3 = bar.add_task("features: merge", total=len(FRAMES))
         rows = {}
-        for task in TASKS:
+        for task in FRAMES:
             rows[task] = merge_task(task, parts, tmp / task / "part-0.parquet")
             bar.advance(t3)
         shutil.rmtree(staging)
-        for task in TASKS:
+        for task in FRAMES:
             canary(task, tmp / task / "part-0.parquet", first.features[task])
-        tf = _Frames(first.specs, first.features, {t: _columns(tmp / t / "part-0.parquet") for t in TASKS})
+        tf = _Frames(first.specs, first.features, {t: _columns(tmp / t / "part-0.parquet") for t in FRAMES})
         write_json(dictionary_json(tf, params, cal, rows), tmp / "feature_dictionary.json")
     return {"rows": rows, "features": {t: len(v) for t, v in first.features.items()}}
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import xgboost as xgb
 
+from cardlab import taskspec
 from cardlab.config import EconomicsParams, LimitParams
 from cardlab.explain.reasons import Groups
 
@@ -34,7 +35,8 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 warnings.filterwarnings("ignore", module="mlflow")
 
-REGISTERED = {"credit": "cardlab-credit", "limit": "cardlab-limit"}
+# the service decides with the credit model and sets the first line with the limit models
+REGISTERED = {task: taskspec.get(task).registered for task in ("credit", "limit")}
 
 
 class ModelLoadError(RuntimeError):

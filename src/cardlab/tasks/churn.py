@@ -34,11 +34,11 @@ from scipy import stats
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
 from cardlab.config import ChurnParams, Params
 from cardlab.errors import MissingInputError
-from cardlab.explain.run import contract_metrics
 from cardlab.modeling import grading as G
 from cardlab.modeling import metrics as M
 from cardlab.modeling import uplift as U
 from cardlab.modeling.workflow import (
+    ContractMetrics,
     load_model,
     load_task_data,
     log_evaluation,
@@ -425,7 +425,15 @@ def top_share_capture(actual: np.ndarray, pred: np.ndarray, share: float) -> flo
     return float(actual[U.top_k_mask(pred, k)].sum() / best) if best > 0 else float("nan")
 
 
-def evaluate(params: Params, features_root: Path, oracle: Path, out: Path, raw: Path | None = None) -> dict:
+def evaluate(
+    params: Params,
+    features_root: Path,
+    oracle: Path,
+    out: Path,
+    raw: Path | None = None,
+    *,
+    contract: ContractMetrics,
+) -> dict:
     """Score every snapshot, grade the three models and the targeting rules against the oracle, write
     ``metrics.json``, ``predictions.parquet/part-0.parquet`` and ``plots/``; register the churn model."""
     cp = params.churn
@@ -465,7 +473,7 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path, raw: 
     metrics.update(graded)
     snaps["churn_p_ceiling"] = ceilings["churn_p"]
     snaps = snaps.merge(ceilings["uplift"], on=["card_id", "snapshot_date"], how="left")
-    metrics.update(contract_metrics(params, TASK, features_root, oracle, out))
+    metrics.update(contract(params, TASK, features_root, oracle, out))
     metrics["bars"] = bars(metrics, params)
     metrics = G.rounded(dict(sorted(metrics.items())))
     write_json(metrics, out / "metrics.json")

@@ -19,7 +19,6 @@ import polars as pl
 
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
 from cardlab.config import Params
-from cardlab.explain.run import contract_metrics
 from cardlab.modeling import grading as G
 from cardlab.modeling import metrics as M
 from cardlab.modeling.scorecard import fit_scorecard, scorecard_pd
@@ -27,6 +26,7 @@ from cardlab.modeling.stylised import footprint_facts, model_class_fact
 from cardlab.modeling.validation import top_gain_features, validation_pack
 from cardlab.modeling.workflow import (
     SPLITS,
+    ContractMetrics,
     load_model,
     load_task_data,
     log_evaluation,
@@ -81,7 +81,9 @@ def read_pd_true(oracle: Path) -> pd.DataFrame:
     return pdt.select("customer_id", "snapshot_date", pl.col("pd_12m").alias("pd_true")).to_pandas()
 
 
-def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> dict:
+def evaluate(
+    params: Params, features_root: Path, oracle: Path, out: Path, *, contract: ContractMetrics
+) -> dict:
     """Score every application, grade against the oracle, write metrics/predictions/plots, register."""
     cp = params.credit
     booster, features, _ = load_model(out)
@@ -124,7 +126,7 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
             features=top_features,
             out_dir=tmp,
             n_boot=cp.bootstrap,
-            seed=params.simulate.seed,
+            seed=params.tune.seed,
             n_grades=cp.n_grades,
         )
     declined = snapshots[~_booked(snapshots)]
@@ -160,7 +162,7 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
         score = oot_booked[PLATFORM_SCORE].astype(float).fillna(oot_booked[PLATFORM_SCORE].median())
         metrics["platform_score_oot_auc"] = M.auc(oot_booked["label"].to_numpy(), -score.to_numpy())
     # the explanation keys of the contract (the explain stage computes the same on the same sample, and more)
-    metrics.update(contract_metrics(params, TASK, features_root, oracle, out))
+    metrics.update(contract(params, TASK, features_root, oracle, out))
     metrics["bars"] = bars(metrics, params)
     metrics = G.rounded(dict(sorted(metrics.items())))
     write_json(metrics, out / "metrics.json")
