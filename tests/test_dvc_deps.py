@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cardlab import taskspec
 from cardlab.codedeps import SRC, closure
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,8 +86,13 @@ def verb_roots(cmd: str) -> set[str]:
             n for n in _names_used(functions[name]) if n in functions and not _is_command(functions[n])
         )
     roots = _imports_of(module_level) | _imports_of([functions[n] for n in used])
-    if "get_task" in {n for fn in used for n in _names_used(functions[fn])}:
-        roots.add(f"cardlab.tasks.{argv[2]}")  # importlib dispatch: the task module the stage names
+    if len(argv) > 2 and argv[2] in taskspec.names():
+        # importlib dispatch through the registry: the task's module and every hook module it names
+        spec = taskspec.get(argv[2])
+        hooks = (spec.explain_model_hook, spec.extra_texts)
+        roots |= {h.partition(":")[0] for h in hooks if h}
+        if "get_task" in {n for fn in used for n in _names_used(functions[fn])}:
+            roots.add(spec.module)
     return roots
 
 
@@ -117,3 +123,11 @@ def test_the_closure_sees_what_issue_20_found():
     files = {str(p.relative_to(SRC)) for p in closure(verb_roots("cardlab tune credit"))}
     assert {"cardlab/modeling/screen.py", "cardlab/artifacts.py", "cardlab/tasks/credit.py"} <= files
     assert "cardlab/tasks/churn.py" not in files
+
+
+def test_dvc_yaml_runs_every_registered_task():
+    """The task stages' ``foreach`` lists are the registry's built-in tasks, in its order."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name in ("tune", "train", "evaluate", "explain"):
+        items = stages[name]["foreach"]
+        assert list(items) == list(taskspec.BUILT_IN_NAMES), f"dvc.yaml {name}: foreach {list(items)}"

@@ -122,7 +122,7 @@ def tune_task(
         direction="maximize" if metric in MAXIMISED else "minimize",
         metric=metric,
         experiment_name=experiment_name(params, task),
-        code_roots=("cardlab.modeling.workflow", f"cardlab.tasks.{task}"),
+        code_roots=("cardlab.modeling.workflow", taskspec.get(task).module),
         identity={"features": data.features},
     )
     best = study.best_trial
