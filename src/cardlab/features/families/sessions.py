@@ -1,0 +1,142 @@
+"""App, web and mini-program sessions (raw table ``sessions_monthly``): the monthly ``ses`` family and the
+``platform_engagement`` features."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from cardlab.features.dictionary import Catalog, dirs
+from cardlab.features.families.common import ACCOUNT, in_world
+from cardlab.features.io import WorldCalendar
+from cardlab.features.windows import LAST_DATE, MONTH_COL, Family, col, safe_div, slope
+
+
+def sessions_family(sessions: pl.LazyFrame, cal: WorldCalendar) -> Family:
+    schema = sessions.collect_schema()
+    parts = [c for c in ("app_sessions", "web_sessions", "mini_program_sessions") if c in schema]
+
+    def s(c: str) -> pl.Expr:
+        return pl.col(c).cast(pl.Float64).fill_null(0) if c in schema else pl.lit(0.0)
+
+    total = pl.sum_horizontal([s(c) for c in parts]) if parts else pl.lit(0.0)
+    monthly = (
+        in_world(sessions, cal, "month")
+        .group_by("customer_id", MONTH_COL)
+        .agg(
+            s("app_sessions").sum().alias("app"),
+            s("web_sessions").sum().alias("web"),
+            s("mini_program_sessions").sum().alias("mini"),
+            total.sum().alias("total"),
+            s("clicks").sum().alias("clicks"),
+            s("card_page_visits").sum().alias("card"),
+            s("credit_page_visits").sum().alias("credit"),
+            s("price_compare_sessions").sum().alias("compare"),
+            pl.col("month").dt.month_end().max().alias(LAST_DATE),
+        )
+        .with_columns(total_m=pl.col("total") * pl.col(MONTH_COL).cast(pl.Float64))
+    )
+    return Family(
+        "ses",
+        "customer_id",
+        monthly,
+        ("app", "web", "mini", "total", "clicks", "card", "credit", "compare", "total_m"),
+        ("total",),
+    )
+
+
+def add_features(cat: Catalog, windows: list[int]) -> None:
+    t = pl.col("t")
+    for w in windows:
+        months = pl.col(f"ses__n__{w}")
+        tot = col("ses", "total", w)
+        cat.add(
+            f"ses_per_month_{w}m",
+            safe_div(tot, months),
+            family="platform_engagement",
+            window=w,
+            definition="app + web + mini-program sessions per month",
+            en="platform engagement",
+            zh="平台活跃度（月均访问次数）",
+            direction=dirs(churn=-1),
+            source="sessions_monthly.app_sessions",
+        )
+        cat.add(
+            f"ses_credit_visits_per_month_{w}m",
+            safe_div(col("ses", "credit", w), months),
+            family="platform_engagement",
+            window=w,
+            definition="visits to the credit and loan product pages per month",
+            en="interest in credit and loans",
+            zh="信贷及借款页面月均访问次数",
+            source="sessions_monthly.credit_page_visits",
+        )
+        cat.add(
+            f"ses_price_compare_per_month_{w}m",
+            safe_div(col("ses", "compare", w), months),
+            family="platform_engagement",
+            window=w,
+            definition="price-comparison sessions per month",
+            en="price comparison",
+            zh="比价行为月均次数",
+            source="sessions_monthly.price_compare_sessions",
+        )
+        cat.add(
+            f"ses_app_share_{w}m",
+            safe_div(col("ses", "app", w), tot),
+            family="platform_engagement",
+            window=w,
+            definition="app sessions / all sessions",
+            en="use of the mobile app",
+            zh="手机应用访问占比",
+        )
+        cat.add(
+            f"ses_mini_share_{w}m",
+            safe_div(col("ses", "mini", w), tot),
+            family="platform_engagement",
+            window=w,
+            definition="mini-program sessions / all sessions",
+            en="use of the mini-program",
+            zh="小程序访问占比",
+        )
+        cat.add(
+            f"ses_clicks_per_session_{w}m",
+            safe_div(col("ses", "clicks", w), tot),
+            family="platform_engagement",
+            window=w,
+            definition="clicks / sessions",
+            en="browsing depth",
+            zh="每次访问的点击深度",
+        )
+        cat.add(
+            f"ses_card_visits_per_month_{w}m",
+            safe_div(col("ses", "card", w), months),
+            family="platform_engagement",
+            window=w,
+            definition="visits to the card's page in the app (bill, points) per month",
+            en="attention to the card in the app",
+            zh="应用内信用卡页面月均访问次数",
+            direction=dirs(churn=-1),
+            tasks=ACCOUNT,
+            source="sessions_monthly.card_page_visits",
+        )
+        if w >= 6:
+            cat.add(
+                f"ses_slope_{w}m",
+                slope("ses", "total", "total_m", w),
+                family="platform_engagement",
+                window=w,
+                definition="least-squares slope of monthly sessions",
+                en="trend of engagement",
+                zh="活跃度趋势",
+                direction=dirs(churn=-1),
+            )
+    cat.add(
+        "ses_months_since_active",
+        t - pl.col("ses__lastpos__total"),
+        family="platform_engagement",
+        window=None,
+        definition="months since the last month with any session",
+        en="time since last visit",
+        zh="距上次访问的月数",
+        direction=dirs(churn=1),
+    )
