@@ -36,40 +36,34 @@ def invitations_family(inv: pl.LazyFrame, cal: WorldCalendar) -> Family:
 def add_features(cat: Catalog, windows: list[int], invitations: bool) -> None:
     t = pl.col("t")
     wmax = max(windows)
-    cat.add(
+    add_longest = cat.block(family="application_history", window=wmax)
+    add_recency = cat.block(family="application_history", window=None)
+    add_longest(
         f"app_prior_{wmax}m",
         col("aph", "apps", wmax),
-        family="application_history",
-        window=wmax,
         definition="card applications in complete months before the snapshot month",
         en="recent credit seeking",
         zh="近期申卡次数",
     )
-    cat.add(
+    add_longest(
         f"app_prior_declined_{wmax}m",
         col("aph", "declined", wmax),
-        family="application_history",
-        window=wmax,
         definition="declined card applications before the snapshot month",
         en="previous declines",
         zh="近期被拒次数",
         direction=dirs(credit=1),
     )
     if invitations:
-        cat.add(
+        add_longest(
             f"inv_invites_{wmax}m",
             col("inv", "invites", wmax),
-            family="application_history",
-            window=wmax,
             definition="card invitations received in complete months before the snapshot month",
             en="marketing pressure to apply",
             zh="近期收到的办卡邀请次数",
         )
-        cat.add(
+        add_recency(
             "inv_months_since_invite",
             t - pl.col("inv__lastpos__invites"),
-            family="application_history",
-            window=None,
             definition="months since the last invitation (null = never)",
             en="time since invited",
             zh="距上次邀请的月数",

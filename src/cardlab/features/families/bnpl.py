@@ -60,123 +60,102 @@ def add_features(cat: Catalog, windows: list[int]) -> None:
     t = pl.col("t")
     wmax = max(windows)
     for w in windows:
-        cat.add(
+        add = cat.block(family="bnpl", window=w)
+        add(
             f"bnpl_plans_{w}m",
             col("bnp", "plans", w),
-            family="bnpl",
-            window=w,
             definition="BNPL plans started",
             en="appetite for instalment credit",
             zh="先享后付分期笔数",
         )
-        cat.add(
+        add(
             f"bnpl_principal_{w}m",
             col("bnp", "principal", w),
-            family="bnpl",
-            window=w,
             definition="BNPL principal started (fen)",
             en="amount of instalment credit taken",
             zh="先享后付分期本金",
         )
-        cat.add(
+        add(
             f"bnpl_repay_ratio_{w}m",
             safe_div(col("bnr", "paid", w), col("bnr", "due", w)),
-            family="bnpl",
-            window=w,
             definition="BNPL paid fen / due fen",
             en="BNPL repayment discipline",
             zh="先享后付还款比例",
             direction=dirs(credit=-1, limit=-1),
             source="bnpl_monthly.paid_fen",
         )
-        cat.add(
+        add(
             f"bnpl_late_months_{w}m",
             col("bnr", "late", w),
-            family="bnpl",
-            window=w,
             definition="months with a BNPL instalment paid after its due date",
             en="late BNPL repayments",
             zh="先享后付延迟还款月数",
             direction=dirs(credit=1, limit=1),
             source="bnpl_monthly.days_late",
         )
-        cat.add(
+        add(
             f"bnpl_short_months_{w}m",
             col("bnr", "short", w),
-            family="bnpl",
-            window=w,
             definition="months in which less than the BNPL amount due was paid (partial or missed)",
             en="partial or missed BNPL repayments",
             zh="先享后付未足额还款月数",
             direction=dirs(credit=1, limit=1),
             source="bnpl_monthly.paid_fen",
         )
-        cat.add(
+        add(
             f"bnpl_overdue_months_{w}m",
             col("bnr", "overdue", w),
-            family="bnpl",
-            window=w,
             definition="months with BNPL overdue days > 0",
             en="BNPL delinquency history",
             zh="先享后付逾期月数",
             direction=dirs(credit=1, limit=1),
             source="bnpl_monthly.overdue_days",
         )
-        cat.add(
+        add(
             f"bnpl_overdue30_months_{w}m",
             col("bnr", "overdue30", w),
-            family="bnpl",
-            window=w,
             definition="months with BNPL overdue days >= 30",
             en="serious BNPL delinquency",
             zh="先享后付逾期30天以上月数",
             direction=dirs(credit=1, limit=1),
             source="bnpl_monthly.overdue_days",
         )
-        cat.add(
+        add(
             f"bnpl_due_months_{w}m",
             col("bnr", "has_due", w),
-            family="bnpl",
-            window=w,
             definition="months with a BNPL amount due",
             en="ongoing BNPL obligations",
             zh="有先享后付应还款的月数",
         )
-    cat.add(
+    add_longest = cat.block(family="bnpl", window=wmax)
+    add_recency = cat.block(family="bnpl", window=None)
+    add_longest(
         f"bnpl_avg_instalments_{wmax}m",
         safe_div(col("bnp", "instalments", wmax), col("bnp", "plans", wmax)),
-        family="bnpl",
-        window=wmax,
         definition="mean instalments per BNPL plan",
         en="preferred instalment length",
         zh="平均分期期数",
     )
-    cat.add(
+    add_recency(
         "bnpl_months_since_overdue",
         t - pl.col("bnr__lastpos__overdue"),
-        family="bnpl",
-        window=None,
         definition="months since the last month with BNPL overdue days > 0 (null = never)",
         en="recency of BNPL delinquency",
         zh="距上次先享后付逾期的月数",
         direction=dirs(credit=-1, limit=-1),
         source="bnpl_monthly.overdue_days",
     )
-    cat.add(
+    add_longest(
         f"bnpl_days_late_mean_{wmax}m",
         safe_div(col("bnr", "late_days", wmax), col("bnr", "late", wmax)),
-        family="bnpl",
-        window=wmax,
         definition="mean of the largest days late of the months with a late BNPL repayment (null = none)",
         en="how late BNPL repayments are",
         zh="先享后付平均延迟天数",
         source="bnpl_monthly.days_late",
     )
-    cat.add(
+    add_recency(
         "bnpl_months_since_late",
         t - pl.col("bnr__lastpos__late"),
-        family="bnpl",
-        window=None,
         definition="months since the last month with a late BNPL repayment (null = never)",
         en="recency of late BNPL repayments",
         zh="距上次先享后付延迟还款的月数",

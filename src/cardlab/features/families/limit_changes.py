@@ -27,20 +27,17 @@ def limit_changes_family(lc: pl.LazyFrame, cal: WorldCalendar) -> Family:
 
 
 def add_window_features(cat: Catalog, w: int) -> None:
-    cat.add(
+    add = cat.block(family="limit_history", window=w)
+    add(
         f"lim_increases_{w}m",
         col("lim", "inc", w),
-        family="limit_history",
-        window=w,
         definition="limit increases in the window",
         en="recent line increases",
         zh="近期提额次数",
     )
-    cat.add(
+    add(
         f"lim_decreases_{w}m",
         col("lim", "dec", w),
-        family="limit_history",
-        window=w,
         definition="limit decreases in the window",
         en="recent line decreases",
         zh="近期降额次数",
@@ -49,11 +46,10 @@ def add_window_features(cat: Catalog, w: int) -> None:
 
 def add_recency_features(cat: Catalog) -> None:
     t = pl.col("t")
-    cat.add(
+    add_recency = cat.block(family="limit_history", window=None)
+    add_recency(
         "lim_months_since_change",
         t - pl.col("lim__lastpos__changed"),
-        family="limit_history",
-        window=None,
         definition="months since the last limit change (null = never)",
         en="time since the last line change",
         zh="距上次调额的月数",

@@ -82,114 +82,93 @@ def orders_family(orders: pl.LazyFrame, cal: WorldCalendar, categories: list[str
 def add_features(cat: Catalog, windows: list[int], categories: list[str]) -> None:
     t = pl.col("t")
     for w in windows:
+        add = cat.block(family="platform_orders", window=w)
         n = col("ord", "orders", w)
         gmv = col("ord", "gmv", w)
         months = pl.col(f"ord__n__{w}")
-        cat.add(
+        add(
             f"ord_n_{w}m",
             n,
-            family="platform_orders",
-            window=w,
             definition=f"orders placed in the last {w} complete months",
             en="how often the customer shops on the platform",
             zh="客户在平台的下单频次",
             direction=dirs(churn=-1),
         )
-        cat.add(
+        add(
             f"ord_gmv_avg_month_{w}m",
             safe_div(gmv, months),
-            family="platform_orders",
-            window=w,
             definition=f"GMV (fen) per month over the last {w} months",
             en="platform spending level",
             zh="平台月均消费金额",
         )
-        cat.add(
+        add(
             f"ord_ticket_{w}m",
             safe_div(gmv, n),
-            family="platform_orders",
-            window=w,
             definition=f"average order value (fen) over the last {w} months",
             en="average basket size",
             zh="客单价",
         )
-        cat.add(
+        add(
             f"ord_discount_rate_{w}m",
             safe_div(col("ord", "discount", w), gmv),
-            family="platform_orders",
-            window=w,
             definition="discount fen / GMV fen",
             en="reliance on discounts and coupons",
             zh="对折扣优惠的依赖程度",
         )
-        cat.add(
+        add(
             f"ord_return_rate_{w}m",
             safe_div(col("ord", "n_returned", w), n),
-            family="platform_orders",
-            window=w,
             definition="returned orders / orders",
             en="share of orders returned",
             zh="退货比例",
             source="orders.returned",
         )
-        cat.add(
+        add(
             f"ord_cancel_rate_{w}m",
             safe_div(col("ord", "n_cancel", w), n),
-            family="platform_orders",
-            window=w,
             definition="cancelled orders / orders",
             en="share of orders cancelled",
             zh="取消订单比例",
             direction=dirs(credit=1, limit=1),
             source="orders.cancelled",
         )
-        cat.add(
+        add(
             f"ord_cash_like_share_{w}m",
             safe_div(col("ord", "n_cash", w), n),
-            family="platform_orders",
-            window=w,
             definition=f"orders of cash-like goods ({', '.join(CASH_LIKE_CATEGORIES)}) / orders",
             en="buying of cash-like goods (gift cards, top-ups, game credits)",
             zh="购买类现金商品（礼品卡、话费充值、游戏点卡）占比",
             direction=dirs(credit=1, limit=1),
             source="orders.category",
         )
-        cat.add(
+        add(
             f"ord_late_night_share_{w}m",
             safe_div(col("ord", "n_late", w), n),
-            family="platform_orders",
-            window=w,
             definition="late-night orders / orders",
             en="share of late-night shopping",
             zh="深夜下单占比",
             source="orders.late_night",
         )
-        cat.add(
+        add(
             f"ord_bnpl_share_{w}m",
             safe_div(col("ord", "n_bnpl", w), n),
-            family="platform_orders",
-            window=w,
             definition="orders paid with BNPL / orders",
             en="use of buy-now-pay-later at checkout",
             zh="先享后付支付占比",
             source="orders.paid_with",
         )
-        cat.add(
+        add(
             f"ord_card_share_{w}m",
             safe_div(col("ord", "n_card", w), n),
-            family="platform_orders",
-            window=w,
             definition="orders paid with the co-branded card / orders",
             en="use of the card at checkout",
             zh="联名卡支付占比",
             direction=dirs(churn=-1),
             source="orders.paid_with",
         )
-        cat.add(
+        add(
             f"ord_active_months_{w}m",
             col("ord", "active", w),
-            family="platform_orders",
-            window=w,
             definition=f"months with at least one order among the last {w}",
             en="regularity of shopping",
             zh="有下单的月份数",
@@ -197,52 +176,44 @@ def add_features(cat: Catalog, windows: list[int], categories: list[str]) -> Non
         )
         if w >= 3:
             for c in categories:
-                cat.add(
+                add(
                     f"ord_gmv_share_{ident(c)}_{w}m",
                     safe_div(col("ord", f"gmv_cat_{ident(c)}", w), gmv),
-                    family="platform_orders",
-                    window=w,
                     definition=f"GMV in category '{c}' / GMV",
                     en=f"spending mix: {c}",
                     zh=f"品类消费占比：{zh_name(c)}",
                 )
         if w >= 6:
-            cat.add(
+            add(
                 f"ord_festival_gmv_share_{w}m",
                 safe_div(col("ord", "gmv_festival", w), gmv),
-                family="platform_orders",
-                window=w,
                 definition="GMV during 618 (1-18 Jun), Double 11 (1-11 Nov) and Double 12 / GMV",
                 en="concentration of spending in shopping festivals",
                 zh="购物节（618、双11、双12）消费集中度",
             )
-            cat.add(
+            add(
                 f"ord_gmv_slope_{w}m",
                 slope("ord", "gmv", "gmv_m", w),
-                family="platform_orders",
-                window=w,
                 definition="least-squares slope of monthly GMV (fen/month)",
                 en="trend of platform spending",
                 zh="平台消费趋势",
             )
     wmax, wmin = max(windows), min(windows)
-    cat.add(
+    add_longest = cat.block(family="platform_orders", window=wmax)
+    add_recency = cat.block(family="platform_orders", window=None)
+    add_longest(
         "ord_gmv_momentum",
         safe_div(
             safe_div(col("ord", "gmv", wmin), pl.col(f"ord__n__{wmin}")),
             safe_div(col("ord", "gmv", wmax), pl.col(f"ord__n__{wmax}")),
         ),
-        family="platform_orders",
-        window=wmax,
         definition=f"monthly GMV over {wmin}m / monthly GMV over {wmax}m",
         en="recent change in spending",
         zh="近期消费变化",
     )
-    cat.add(
+    add_recency(
         "ord_months_since_last",
         t - pl.col("ord__lastpos__active"),
-        family="platform_orders",
-        window=None,
         definition="months since the last month with an order (1 = last month; null = never)",
         en="time since last purchase",
         zh="距上次下单的月数",

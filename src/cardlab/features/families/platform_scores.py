@@ -27,34 +27,30 @@ def add_features(cat: Catalog, windows: list[int]) -> None:
     wmin = min(windows)
     # the platform's own credit score (monthly, points; higher = safer)
     psn1 = pl.col(f"psc__n__{wmin}")
-    cat.add(
+    add_latest = cat.block(family="platform_score", window=wmin)
+    add_latest(
         "psc_score_last",
         pl.when(psn1 > 0).then(col("psc", "score", wmin) / psn1).otherwise(None),
-        family="platform_score",
-        window=wmin,
         definition="the platform's credit score at the last month end before the snapshot",
         en="the platform's credit score",
         zh="平台信用分",
         direction=dirs(credit=-1, limit=-1),
     )
     for w in windows:
+        add = cat.block(family="platform_score", window=w)
         if w >= 3:
-            cat.add(
+            add(
                 f"psc_score_mean_{w}m",
                 safe_div(col("psc", "score", w), pl.col(f"psc__n__{w}")),
-                family="platform_score",
-                window=w,
                 definition=f"mean platform credit score over the last {w} month ends",
                 en="the platform's credit score over time",
                 zh="平台信用分均值",
                 direction=dirs(credit=-1, limit=-1),
             )
         if w >= 6:
-            cat.add(
+            add(
                 f"psc_score_slope_{w}m",
                 slope("psc", "score", "score_m", w),
-                family="platform_score",
-                window=w,
                 definition="least-squares slope of the monthly platform credit score (points/month)",
                 en="trend of the platform's credit score",
                 zh="平台信用分趋势",

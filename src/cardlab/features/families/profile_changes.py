@@ -29,26 +29,24 @@ def profile_changes_family(pc: pl.LazyFrame, cal: WorldCalendar) -> Family:
 def add_features(cat: Catalog, windows: list[int]) -> None:
     t = pl.col("t")
     for w in windows:
+        add = cat.block(family="profile_changes", window=w)
         for kind, en, zh in (
             ("address", "delivery address", "收货地址"),
             ("phone", "phone number", "手机号"),
         ):
-            cat.add(
+            add(
                 f"pch_{kind}_changes_{w}m",
                 col("pch", kind, w),
-                family="profile_changes",
-                window=w,
                 definition=f"{en} changes",
                 en=f"recent changes of {en}",
                 zh=f"近期更换{zh}次数",
                 direction=dirs(credit=1, limit=1),
                 source="profile_changes.kind",
             )
-    cat.add(
+    add_recency = cat.block(family="profile_changes", window=None)
+    add_recency(
         "pch_months_since_change",
         t - pl.col("pch__lastpos__changes"),
-        family="profile_changes",
-        window=None,
         definition="months since the last delivery-address or phone-number change (null = never)",
         en="time since the profile last changed",
         zh="距上次更换地址或手机号的月数",

@@ -47,71 +47,58 @@ def sessions_family(sessions: pl.LazyFrame, cal: WorldCalendar) -> Family:
 def add_features(cat: Catalog, windows: list[int]) -> None:
     t = pl.col("t")
     for w in windows:
+        add = cat.block(family="platform_engagement", window=w)
         months = pl.col(f"ses__n__{w}")
         tot = col("ses", "total", w)
-        cat.add(
+        add(
             f"ses_per_month_{w}m",
             safe_div(tot, months),
-            family="platform_engagement",
-            window=w,
             definition="app + web + mini-program sessions per month",
             en="platform engagement",
             zh="平台活跃度（月均访问次数）",
             direction=dirs(churn=-1),
             source="sessions_monthly.app_sessions",
         )
-        cat.add(
+        add(
             f"ses_credit_visits_per_month_{w}m",
             safe_div(col("ses", "credit", w), months),
-            family="platform_engagement",
-            window=w,
             definition="visits to the credit and loan product pages per month",
             en="interest in credit and loans",
             zh="信贷及借款页面月均访问次数",
             source="sessions_monthly.credit_page_visits",
         )
-        cat.add(
+        add(
             f"ses_price_compare_per_month_{w}m",
             safe_div(col("ses", "compare", w), months),
-            family="platform_engagement",
-            window=w,
             definition="price-comparison sessions per month",
             en="price comparison",
             zh="比价行为月均次数",
             source="sessions_monthly.price_compare_sessions",
         )
-        cat.add(
+        add(
             f"ses_app_share_{w}m",
             safe_div(col("ses", "app", w), tot),
-            family="platform_engagement",
-            window=w,
             definition="app sessions / all sessions",
             en="use of the mobile app",
             zh="手机应用访问占比",
         )
-        cat.add(
+        add(
             f"ses_mini_share_{w}m",
             safe_div(col("ses", "mini", w), tot),
-            family="platform_engagement",
-            window=w,
             definition="mini-program sessions / all sessions",
             en="use of the mini-program",
             zh="小程序访问占比",
         )
-        cat.add(
+        add(
             f"ses_clicks_per_session_{w}m",
             safe_div(col("ses", "clicks", w), tot),
-            family="platform_engagement",
-            window=w,
             definition="clicks / sessions",
             en="browsing depth",
             zh="每次访问的点击深度",
         )
-        cat.add(
+        add(
             f"ses_card_visits_per_month_{w}m",
             safe_div(col("ses", "card", w), months),
-            family="platform_engagement",
-            window=w,
             definition="visits to the card's page in the app (bill, points) per month",
             en="attention to the card in the app",
             zh="应用内信用卡页面月均访问次数",
@@ -120,21 +107,18 @@ def add_features(cat: Catalog, windows: list[int]) -> None:
             source="sessions_monthly.card_page_visits",
         )
         if w >= 6:
-            cat.add(
+            add(
                 f"ses_slope_{w}m",
                 slope("ses", "total", "total_m", w),
-                family="platform_engagement",
-                window=w,
                 definition="least-squares slope of monthly sessions",
                 en="trend of engagement",
                 zh="活跃度趋势",
                 direction=dirs(churn=-1),
             )
-    cat.add(
+    add_recency = cat.block(family="platform_engagement", window=None)
+    add_recency(
         "ses_months_since_active",
         t - pl.col("ses__lastpos__total"),
-        family="platform_engagement",
-        window=None,
         definition="months since the last month with any session",
         en="time since last visit",
         zh="距上次访问的月数",
