@@ -34,6 +34,8 @@ def invitations_family(inv: pl.LazyFrame, cal: WorldCalendar) -> Family:
 
 
 def add_features(cat: Catalog, windows: list[int], invitations: bool) -> None:
+    """The ``application_history`` features over the longest window (and the invitations' recency when the
+    world has invitations)."""
     t = pl.col("t")
     wmax = max(windows)
     add_longest = cat.block(family="application_history", window=wmax)

@@ -57,6 +57,7 @@ def bnpl_repay_family(bm: pl.LazyFrame, cal: WorldCalendar) -> Family:
 
 
 def add_features(cat: Catalog, windows: list[int]) -> None:
+    """The ``bnpl`` features: per window, then those of the longest window and the recencies."""
     t = pl.col("t")
     wmax = max(windows)
     for w in windows:

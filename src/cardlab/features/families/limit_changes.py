@@ -27,6 +27,7 @@ def limit_changes_family(lc: pl.LazyFrame, cal: WorldCalendar) -> Family:
 
 
 def add_window_features(cat: Catalog, w: int) -> None:
+    """The ``limit_history`` features of the window of ``w`` months."""
     add = cat.block(family="limit_history", window=w)
     add(
         f"lim_increases_{w}m",
@@ -45,6 +46,7 @@ def add_window_features(cat: Catalog, w: int) -> None:
 
 
 def add_recency_features(cat: Catalog) -> None:
+    """Months since the last limit change."""
     t = pl.col("t")
     add_recency = cat.block(family="limit_history", window=None)
     add_recency(

@@ -80,6 +80,7 @@ def orders_family(orders: pl.LazyFrame, cal: WorldCalendar, categories: list[str
 
 
 def add_features(cat: Catalog, windows: list[int], categories: list[str]) -> None:
+    """The ``platform_orders`` features: per window, then the momentum (longest window) and the recency."""
     t = pl.col("t")
     for w in windows:
         add = cat.block(family="platform_orders", window=w)

@@ -24,8 +24,9 @@ def platform_scores_family(ps: pl.LazyFrame, cal: WorldCalendar) -> Family:
 
 
 def add_features(cat: Catalog, windows: list[int]) -> None:
-    wmin = min(windows)
+    """The ``platform_score`` features: the last score (shortest window), then per window."""
     # the platform's own credit score (monthly, points; higher = safer)
+    wmin = min(windows)
     psn1 = pl.col(f"psc__n__{wmin}")
     add_latest = cat.block(family="platform_score", window=wmin)
     add_latest(

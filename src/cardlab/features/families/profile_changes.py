@@ -27,6 +27,7 @@ def profile_changes_family(pc: pl.LazyFrame, cal: WorldCalendar) -> Family:
 
 
 def add_features(cat: Catalog, windows: list[int]) -> None:
+    """The ``profile_changes`` features: per window, then the recency."""
     t = pl.col("t")
     for w in windows:
         add = cat.block(family="profile_changes", window=w)

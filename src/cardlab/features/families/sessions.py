@@ -45,6 +45,7 @@ def sessions_family(sessions: pl.LazyFrame, cal: WorldCalendar) -> Family:
 
 
 def add_features(cat: Catalog, windows: list[int]) -> None:
+    """The ``platform_engagement`` features: per window, then the recency."""
     t = pl.col("t")
     for w in windows:
         add = cat.block(family="platform_engagement", window=w)
