@@ -9,6 +9,7 @@ constraints, so it is deliberately conservative: 0 wherever the sign is not a we
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
@@ -113,6 +114,12 @@ class Catalog:
                 ),
             )
         )
+
+    def block(self, *, family: str, window: int | None) -> functools.partial[None]:
+        """:meth:`add` with ``family`` and ``window`` bound, so a block of features states them once:
+        ``spend = cat.block(family="spend", window=w)`` then ``spend(name, expr, definition=..., en=...,
+        zh=...)``. Features are added when called, in call order (the column and dictionary order)."""
+        return functools.partial(self.add, family=family, window=window)
 
     @property
     def exprs(self) -> list[pl.Expr]:
