@@ -36,9 +36,10 @@ run: venv ## run the whole DVC pipeline (params.yaml; PRESET=dev / SEED=11 switc
 	$(BIN)/cardlab docs
 	$(BIN)/cardlab summary
 
-test: venv-dev ## lint + the whole test suite (pipeline-level tests are marked slow)
+test: venv-dev ## lint + import layers + the whole test suite (pipeline-level tests are marked slow)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 repro-check: venv ## CI check: a second repro does nothing, a forced re-run leaves dvc.lock unchanged

@@ -28,12 +28,12 @@ import xgboost as xgb
 from cardlab import taskspec, tracking
 from cardlab.artifacts import atomic_dir, atomic_file, write_json, write_parquet
 from cardlab.config import Params, params_hash
-from cardlab.explain import faithfulness as F
-from cardlab.explain import plots as P
-from cardlab.explain import reasons as R
-from cardlab.explain import report as REPORT
-from cardlab.explain import shap_values as S
-from cardlab.modeling import metrics as M
+from cardlab.explain import faithfulness as faithfulness_checks
+from cardlab.explain import plots as explain_plots
+from cardlab.explain import reasons as reason_text
+from cardlab.explain import report as bank_report
+from cardlab.explain import shap_values
+from cardlab.modeling import metrics as model_metrics
 from cardlab.modeling.workflow import experiment_name, load_model, read_snapshots
 from cardlab.modeling.xgb import read_dictionary, task_features
 
@@ -168,7 +168,7 @@ def performance_by_month(snapshots: pd.DataFrame, score: np.ndarray, modelled: n
     rows = []
     for (month, split), g in df.groupby(["month", "split"], sort=True):
         y = g["label"].astype(int).to_numpy()
-        auc = M.auc(y, g["score"].to_numpy()) if 0 < y.sum() < len(y) else float("nan")
+        auc = model_metrics.auc(y, g["score"].to_numpy()) if 0 < y.sum() < len(y) else float("nan")
         rows.append(
             {
                 "month": month,
@@ -198,7 +198,7 @@ def reason_stability(
     modelled: np.ndarray,
     x_eval: np.ndarray,
     base_sets: list[frozenset[str]],
-    groups: R.Groups,
+    groups: reason_text.Groups,
     top_k: int,
     refits: int,
     seed: int,
@@ -206,7 +206,7 @@ def reason_stability(
     """Refit on bootstrap samples of the training split with the tuned params and the final number of rounds;
     compare each refit's top-k reason groups with the model's on the same declined rows."""
     train = snapshots[modelled & (snapshots["split"] == "train").to_numpy()]
-    x_tr = S.as_matrix(train, features)
+    x_tr = shap_values.as_matrix(train, features)
     y_tr = train["label"].to_numpy(dtype=np.float32)
     params = {k: v for k, v in booster_params.items() if k not in ("eval_metric",)}
     rows = []
@@ -215,8 +215,10 @@ def reason_stability(
         idx = np.sort(rng.integers(0, len(train), len(train)))
         dtrain = xgb.DMatrix(x_tr[idx], label=y_tr[idx], feature_names=features)
         refit = xgb.train({**params, "seed": seed + r}, dtrain, num_boost_round=n_rounds)
-        sv = S.tree_shap(refit, x_eval, features)
-        agree = R.set_agreement(base_sets, R.top_groups(sv.values, features, groups, top_k), top_k)
+        sv = shap_values.tree_shap(refit, x_eval, features)
+        agree = reason_text.set_agreement(
+            base_sets, reason_text.top_groups(sv.values, features, groups, top_k), top_k
+        )
         rows.append({"refit": r + 1, "n_rows": len(base_sets), **agree})
     return pd.DataFrame(rows, columns=["refit", "n_rows", "jaccard", "overlap"])
 
@@ -246,13 +248,13 @@ class ExplainedModel:
             out[:, self.features.index(self.offset_feature)] = self.offset_slope * (x[rows] - x.mean())
         return out
 
-    def fold_offset(self, sv: S.ShapValues, rows: np.ndarray) -> S.ShapValues:
+    def fold_offset(self, sv: shap_values.ShapValues, rows: np.ndarray) -> shap_values.ShapValues:
         if not self.offset.any():
             return sv
         extra = self.offset_shap(rows)
         base = float(sv.base_value + (self.offset[rows] - extra.sum(axis=1)).mean()) if len(rows) else 0.0
         # the offset minus its credited part is the same constant on every row
-        return S.ShapValues(
+        return shap_values.ShapValues(
             values=(sv.values + extra).astype(np.float32), base_value=base, features=sv.features
         )
 
@@ -272,30 +274,35 @@ def explained_model(task: str, out: Path, snapshots: pd.DataFrame) -> ExplainedM
 
 def global_shap(
     model: ExplainedModel, x_all: np.ndarray, rows: np.ndarray, n: int, rng: np.random.Generator, nthread: int
-) -> tuple[np.ndarray, S.ShapValues]:
+) -> tuple[np.ndarray, shap_values.ShapValues]:
     """Exact SHAP (offset folded in) on a seeded sample of at most ``n`` of the ``rows`` (a boolean mask)."""
     idx = np.flatnonzero(rows)
     sample = np.sort(rng.permutation(idx)[:n]) if len(idx) > n else idx
     return sample, model.fold_offset(
-        S.tree_shap(model.booster, x_all[sample], model.features, nthread=nthread), sample
+        shap_values.tree_shap(model.booster, x_all[sample], model.features, nthread=nthread), sample
     )
 
 
 def faithfulness(
-    task: str, sv: S.ShapValues, dictionary: dict[str, dict], oracle: Path, *, candidates: bool = True
+    task: str,
+    sv: shap_values.ShapValues,
+    dictionary: dict[str, dict],
+    oracle: Path,
+    *,
+    candidates: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Source importance and the truth check against ``oracle/true_drivers.json`` (faithfulness.py). With
     ``candidates``, candidate features the model does not use (screened out in tune) take part with
     importance 0."""
     truth_path = Path(oracle) / "true_drivers.json"
-    truth = F.load_truth(truth_path, task) if truth_path.exists() else None
+    truth = faithfulness_checks.load_truth(truth_path, task) if truth_path.exists() else None
     known = _known_columns(truth)
     unused = (
         [f for f in task_features(list(dictionary.values()), task)[0] if f not in set(sv.features)]
         if candidates
         else []
     )
-    src_imp = F.source_importance(
+    src_imp = faithfulness_checks.source_importance(
         np.hstack([sv.values, np.zeros((len(sv.values), len(unused)), np.float32)]),
         [*sv.features, *unused],
         dictionary,
@@ -304,13 +311,13 @@ def faithfulness(
     if truth is None:
         return src_imp, {
             "shap_truth_spearman": None,
-            "decoys_below_drivers": F.NOT_ASSESSABLE,
+            "decoys_below_drivers": faithfulness_checks.NOT_ASSESSABLE,
             "n_drivers_used": 0,
             "table": [],
             "proxies": {},
             "note": f"{truth_path} not found",
         }
-    return src_imp, F.truth_check(src_imp, truth)
+    return src_imp, faithfulness_checks.truth_check(src_imp, truth)
 
 
 def _known_columns(truth: dict[str, Any] | None) -> set[str]:
@@ -346,7 +353,7 @@ def control_model(
         raise ValueError(f"control model: only {int(rows.sum())} labelled train rows for {task}")
     train = snapshots[rows]
     dtrain = xgb.DMatrix(
-        S.as_matrix(train, features),
+        shap_values.as_matrix(train, features),
         label=train["label"].to_numpy(dtype=np.float32),
         feature_names=features,
         nthread=nthread,
@@ -370,7 +377,7 @@ def faithfulness_metrics(
     snapshots: pd.DataFrame,
     model: ExplainedModel,
     sample: np.ndarray,
-    sv: S.ShapValues,
+    sv: shap_values.ShapValues,
     dictionary: dict[str, dict],
     oracle: Path,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -379,7 +386,7 @@ def faithfulness_metrics(
     metrics and the two truth checks (registered, control)."""
     gp, nthread = params.grading, params.tune.nthread
     truth_path = Path(oracle) / "true_drivers.json"
-    truth = F.load_truth(truth_path, task) if truth_path.exists() else None
+    truth = faithfulness_checks.load_truth(truth_path, task) if truth_path.exists() else None
     src_imp, check = faithfulness(task, sv, dictionary, oracle)
     out: dict[str, Any] = {
         "shap_truth_spearman": check["shap_truth_spearman"],
@@ -390,13 +397,13 @@ def faithfulness_metrics(
     }
     if truth is not None and check["shap_truth_spearman"] is not None and len(sample):
         unused = [f for f in task_features(list(dictionary.values()), task)[0] if f not in set(sv.features)]
-        sources, rows, _ = F.source_matrix(
+        sources, rows, _ = faithfulness_checks.source_matrix(
             np.hstack([sv.values, np.zeros((len(sv.values), len(unused)), np.float32)]),
             [*sv.features, *unused],
             dictionary,
             _known_columns(truth),
         )
-        out["shap_truth_spearman_lo"], out["shap_truth_spearman_hi"] = F.spearman_bounds(
+        out["shap_truth_spearman_lo"], out["shap_truth_spearman_hi"] = faithfulness_checks.spearman_bounds(
             rows,
             sources,
             truth,
@@ -405,11 +412,11 @@ def faithfulness_metrics(
             seed=gp.seed,
             level=gp.ci_level,
         )
-    control_check: dict[str, Any] = {"decoys_below_drivers": F.NOT_ASSESSABLE, "table": []}
+    control_check: dict[str, Any] = {"decoys_below_drivers": faithfulness_checks.NOT_ASSESSABLE, "table": []}
     if truth is not None and len(sample):
         booster, features = control_model(task, model, snapshots, list(dictionary.values()), nthread)
-        x = S.as_matrix(snapshots.iloc[sample], features)
-        csv = S.tree_shap(booster, x, features, nthread=nthread)
+        x = shap_values.as_matrix(snapshots.iloc[sample], features)
+        csv = shap_values.tree_shap(booster, x, features, nthread=nthread)
         _, control_check = faithfulness(task, csv, dictionary, oracle, candidates=False)
     out.update(
         {
@@ -432,8 +439,8 @@ def contract_metrics(params: Params, task: str, features_root: Path, oracle: Pat
     ``control_n_drivers_used``, ``control_shap_truth_spearman``."""
     snapshots = read_snapshots(Path(features_root), task).reset_index(drop=True)
     model = explained_model(task, Path(out), snapshots)
-    x_all = S.as_matrix(snapshots, model.features)
-    margin_all = S.margin(model.booster, x_all, model.features) + model.offset
+    x_all = shap_values.as_matrix(snapshots, model.features)
+    margin_all = shap_values.margin(model.booster, x_all, model.features) + model.offset
     rng = np.random.default_rng(params.explain.seed)
     oot = (snapshots["split"] == "oot").to_numpy()
     sample, sv = global_shap(model, x_all, oot, params.explain.global_sample, rng, params.tune.nthread)
@@ -472,14 +479,14 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
         raise ValueError(
             f"model features absent from {features_root / task}: {missing[:5]} (rebuild features)"
         )
-    x_all = S.as_matrix(snapshots, features)
+    x_all = shap_values.as_matrix(snapshots, features)
     nthread = params.tune.nthread
-    margin_all = S.margin(booster, x_all, features) + model.offset
+    margin_all = shap_values.margin(booster, x_all, features) + model.offset
     score = _prob(margin_all, objective)
     points = None
     if spec.score_points and objective.startswith("binary:"):
         cp = params.credit
-        points = M.pd_to_score(score, cp.base_points, cp.base_odds, cp.pdo)
+        points = model_metrics.pd_to_score(score, cp.base_points, cp.base_odds, cp.pdo)
     oot = (snapshots["split"] == "oot").to_numpy()
     modelled = _modelled(task, snapshots)
 
@@ -493,15 +500,15 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
         float(
             np.max(
                 np.abs(
-                    S.shap_tree_explainer(booster, x_s[:n_check], features)
-                    - S.tree_shap(booster, x_s[:n_check], features).values
+                    shap_values.shap_tree_explainer(booster, x_s[:n_check], features)
+                    - shap_values.tree_shap(booster, x_s[:n_check], features).values
                 )
             )
         )
         if n_check
         else 0.0
     )
-    imp = S.mean_abs(sv)
+    imp = shap_values.mean_abs(sv)
     fam_of = {f: str(dictionary.get(f, {}).get("family", "unknown")) for f in features}
     families = sorted(set(fam_of.values()))
     fam_imp = pd.Series(
@@ -517,7 +524,7 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
         }
     )
     fam_imp = fam_imp.sort_index().sort_values(ascending=False, kind="mergesort")
-    groups = R.group_features(features, dictionary, x_s[:2000], imp, ep.group_corr_threshold)
+    groups = reason_text.group_features(features, dictionary, x_s[:2000], imp, ep.group_corr_threshold)
     gm, gids = groups.matrix(features)
     grp_imp = pd.Series(np.abs(sv.values.astype(np.float64) @ gm).mean(axis=0), index=gids)
     grp_imp = grp_imp.sort_index().sort_values(ascending=False, kind="mergesort")
@@ -525,19 +532,21 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
     # --- local: reason codes for every adverse decision in the OOT period
     adverse, cutoff = decision_mask(task, params, snapshots, score, oot)
     dec_idx = np.flatnonzero(adverse)
-    sv_dec = model.fold_offset(S.tree_shap(booster, x_all[dec_idx], features, nthread=nthread), dec_idx)
+    sv_dec = model.fold_offset(
+        shap_values.tree_shap(booster, x_all[dec_idx], features, nthread=nthread), dec_idx
+    )
     add_err = max(
         add_err, float(np.max(np.abs(sv_dec.margin - margin_all[dec_idx]))) if len(dec_idx) else 0.0
     )
     keys = snapshots.loc[dec_idx, KEYS + ["split"]].reset_index(drop=True)
-    reasons = R.reason_table(sv_dec.values, features, keys, groups, dictionary, ep.top_reasons)
+    reasons = reason_text.reason_table(sv_dec.values, features, keys, groups, dictionary, ep.top_reasons)
     reasons = reasons[
         [*KEYS, "rank", "feature", "contribution", "reason_zh", "reason_en", "reason_group", "split"]
     ]
 
     # --- stability of reasons across bootstrap refits
     stab_rows = dec_idx[: ep.stability_rows]
-    base_sets = R.top_groups(sv_dec.values[: len(stab_rows)], features, groups, ep.top_reasons)
+    base_sets = reason_text.top_groups(sv_dec.values[: len(stab_rows)], features, groups, ep.top_reasons)
     stability = pd.DataFrame(columns=["refit", "n_rows", "jaccard", "overlap"])
     if ep.bootstrap_refits and len(stab_rows) and booster_params:
         stability = reason_stability(
@@ -566,8 +575,8 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
         ref_idx = np.flatnonzero((snapshots["split"] == ep.reference_split).to_numpy())
         bg = np.sort(rng.permutation(ref_idx)[: ep.background_rows])
         rows = x_s[: ep.interventional_rows]
-        isv = S.interventional_shap(booster, rows, x_all[bg], features)
-        iimp = S.mean_abs(isv)
+        isv = shap_values.interventional_shap(booster, rows, x_all[bg], features)
+        iimp = shap_values.mean_abs(isv)
         from scipy.stats import spearmanr
 
         interventional = {
@@ -631,20 +640,20 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
         _csv(perf, tmp / "performance_by_month.csv")
         _csv(stability, tmp / "reason_stability.csv")
         top = imp.index[0] if len(imp) else ""
-        P.importance_bar(
+        explain_plots.importance_bar(
             imp,
             tmp / "importance_features.png",
             title=f"{task}: global importance (top 20 features)",
             takeaway=f"{top} moves the log-odds most on average",
         )
-        P.importance_bar(
+        explain_plots.importance_bar(
             fam_imp,
             tmp / "importance_families.png",
             title=f"{task}: importance by feature family",
             takeaway=f"family {fam_imp.index[0] if len(fam_imp) else ''} carries the most signal",
             xlabel="mean |sum of the family's SHAP| (log-odds)",
         )
-        P.beeswarm(
+        explain_plots.beeswarm(
             sv.values,
             x_s,
             features,
@@ -653,18 +662,18 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
             seed=ep.seed,
             takeaway="each dot is one OOT row; spread = how much the feature moves decisions",
         )
-        P.dependence(
+        explain_plots.dependence(
             sv.values, x_s, features, list(imp.index[: ep.n_dependence]), tmp / "dependence.png", seed=ep.seed
         )
         if check["table"]:
             rho = check["shap_truth_spearman"]
-            P.truth_scatter(
+            explain_plots.truth_scatter(
                 pd.DataFrame(check["table"]),
                 tmp / "truth.png",
                 takeaway=f"Spearman {'n/a (< 3 drivers used)' if rho is None else f'{rho:.2f}'}; "
                 f"control model: decoys below every driver: {faithful['decoys_below_drivers']}",
             )
-        context = REPORT.collect_context(
+        context = bank_report.collect_context(
             params,
             task,
             out,
@@ -679,7 +688,7 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
             cutoff=cutoff,
             oracle=oracle,
         )
-    html = REPORT.render(context)
+    html = bank_report.render(context)
     with atomic_file(out / "report.html") as tmp_html:
         tmp_html.write_text(html, encoding="utf-8")
     _log_to_mlflow(params, task, out, metrics, context)
@@ -721,5 +730,5 @@ def _log_to_mlflow(params: Params, task: str, out: Path, metrics: dict, context:
         }
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / "report.html"
-            copy.write_text(REPORT.render({**context, "lineage": lineage}), encoding="utf-8")
+            copy.write_text(bank_report.render({**context, "lineage": lineage}), encoding="utf-8")
             tracking.log_artifact(copy)

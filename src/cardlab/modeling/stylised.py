@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from cardlab.modeling import metrics as M
+from cardlab.modeling import metrics as model_metrics
 
 FOOTPRINT_FAMILIES = ("platform_orders", "platform_engagement", "bnpl", "profile_changes", "platform_score")
 BUREAU_SOURCES = (
@@ -96,12 +96,12 @@ def footprint_facts(
         for name, cols in groups.items()
         if cols
     }
-    auc = {name: M.auc(y, p) for name, p in pred.items()}
+    auc = {name: model_metrics.auc(y, p) for name, p in pred.items()}
     thin_col = next((f for f in groups["bureau"] if f.endswith("thin_file")), None)
     thin = booked[thin_col].to_numpy() > 0 if thin_col else np.zeros(len(booked), bool)
     foot_thin = float("nan")
     if thin.sum() and 0 < y[thin].sum() < thin.sum() and "footprint" in pred:
-        foot_thin = M.auc(y[thin], pred["footprint"][thin])
+        foot_thin = model_metrics.auc(y[thin], pred["footprint"][thin])
     gap = auc.get("footprint", np.nan) - auc.get("bureau", np.nan)
     gain = auc.get("combined", np.nan) - max(auc.get("footprint", np.nan), auc.get("bureau", np.nan))
     return {

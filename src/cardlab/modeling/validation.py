@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cardlab.modeling import metrics as M
+from cardlab.modeling import metrics as model_metrics
 
 __all__ = ["validation_pack", "roc_points", "capture_points"]
 
@@ -55,7 +55,7 @@ def roc_points(y, p, grid: np.ndarray = _ROC_GRID) -> tuple[np.ndarray, np.ndarr
 def capture_points(y, p, n_points: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative capture (gains) curve: share of population reviewed (riskiest first) vs share of bads caught,
     at ``n_points`` equal-count cut points, starting from (0, 0)."""
-    g = M.gains_table(y, p, n_bins=n_points)
+    g = model_metrics.gains_table(y, p, n_bins=n_points)
     return np.r_[0.0, g["cum_n_share"].to_numpy()], np.r_[0.0, g["cum_capture"].to_numpy()]
 
 
@@ -205,10 +205,10 @@ def validation_pack(
         res[f"{s}_n"] = int(y.size)
         res[f"{s}_bad_rate"] = float(y.mean()) if y.size else None
         res[f"{s}_mean_pd"] = float(p.mean()) if y.size else None
-        res[f"{s}_auc"] = _safe(M.auc, y, p)
-        res[f"{s}_ks"] = _safe(M.ks, y, p)
-        res[f"{s}_gini"] = _safe(M.gini, y, p)
-        res[f"{s}_brier"] = _safe(M.brier, y, p)
+        res[f"{s}_auc"] = _safe(model_metrics.auc, y, p)
+        res[f"{s}_ks"] = _safe(model_metrics.ks, y, p)
+        res[f"{s}_gini"] = _safe(model_metrics.gini, y, p)
+        res[f"{s}_brier"] = _safe(model_metrics.brier, y, p)
 
     t = target_split
     y_t = arr(t, label_col).astype(np.int8)
@@ -216,35 +216,35 @@ def validation_pack(
     y_r = arr(reference_split, label_col).astype(np.int8)
     p_r = arr(reference_split, score_col).astype(np.float64)
 
-    lo, hi = M.auc_bootstrap_ci(y_t, p_t, n_boot=n_boot, seed=seed, alpha=alpha)
+    lo, hi = model_metrics.auc_bootstrap_ci(y_t, p_t, n_boot=n_boot, seed=seed, alpha=alpha)
     res["oot_auc_ci_lo"], res["oot_auc_ci_hi"] = lo, hi
-    res["oot_pr_auc"] = _safe(M.pr_auc, y_t, p_t)
-    res["oot_recall_at_10pct"] = _safe(M.recall_at, y_t, p_t, 0.1)
-    res["oot_lift_at_10pct"] = _safe(M.lift_at, y_t, p_t, 0.1)
+    res["oot_pr_auc"] = _safe(model_metrics.pr_auc, y_t, p_t)
+    res["oot_recall_at_10pct"] = _safe(model_metrics.recall_at, y_t, p_t, 0.1)
+    res["oot_lift_at_10pct"] = _safe(model_metrics.lift_at, y_t, p_t, 0.1)
 
     curves: dict[str, np.ndarray] = {"model": p_t}
     if oracle_col:
         o_t = arr(t, oracle_col).astype(np.float64)
         curves["oracle"] = o_t
-        res["oot_oracle_auc"] = _safe(M.auc, y_t, o_t)
-        res["oot_oracle_ks"] = _safe(M.ks, y_t, o_t)
-        res["oot_oracle_gini"] = _safe(M.gini, y_t, o_t)
-        res["oot_oracle_brier"] = _safe(M.brier, y_t, o_t)
-        res["oot_oracle_recall_at_10pct"] = _safe(M.recall_at, y_t, o_t, 0.1)
+        res["oot_oracle_auc"] = _safe(model_metrics.auc, y_t, o_t)
+        res["oot_oracle_ks"] = _safe(model_metrics.ks, y_t, o_t)
+        res["oot_oracle_gini"] = _safe(model_metrics.gini, y_t, o_t)
+        res["oot_oracle_brier"] = _safe(model_metrics.brier, y_t, o_t)
+        res["oot_oracle_recall_at_10pct"] = _safe(model_metrics.recall_at, y_t, o_t, 0.1)
         res["oot_auc_gap_to_oracle"] = float(res["oot_oracle_auc"] - res[f"{t}_auc"])
     for name, col in baseline_cols.items():
         b_t = arr(t, col).astype(np.float64)
         curves[name] = b_t
-        res[f"{name}_oot_auc"] = _safe(M.auc, y_t, b_t)
-        res[f"delong_vs_{name}_p"] = float(M.delong_test(y_t, p_t, b_t)["p_value"])
+        res[f"{name}_oot_auc"] = _safe(model_metrics.auc, y_t, b_t)
+        res[f"delong_vs_{name}_p"] = float(model_metrics.delong_test(y_t, p_t, b_t)["p_value"])
 
-    res["oot_psi"] = M.psi(p_r, p_t, bins=10)
-    hl_stat, hl_p = M.hosmer_lemeshow(y_t, p_t, groups=10)
+    res["oot_psi"] = model_metrics.psi(p_r, p_t, bins=10)
+    hl_stat, hl_p = model_metrics.hosmer_lemeshow(y_t, p_t, groups=10)
     res["oot_hosmer_lemeshow_stat"], res["oot_hosmer_lemeshow_p"] = hl_stat, hl_p
 
     # --- master scale (built on the reference split) and Jeffreys back-test on the target split
-    g_r, scale = M.master_scale(p_r, n_grades)
-    g_t = M.assign_grades(p_t, scale)
+    g_r, scale = model_metrics.master_scale(p_r, n_grades)
+    g_t = model_metrics.assign_grades(p_t, scale)
     cnt_t = np.bincount(g_t - 1, minlength=n_grades)
     bad_t = np.bincount(g_t - 1, weights=y_t.astype(np.float64), minlength=n_grades).astype(np.int64)
     bad_r = np.bincount(g_r - 1, weights=y_r.astype(np.float64), minlength=n_grades).astype(np.int64)
@@ -275,14 +275,14 @@ def validation_pack(
     pvals = np.full(n_grades, np.nan)
     nz = cnt_t > 0
     if nz.any():
-        pvals[nz] = M.jeffreys_test(bad_t[nz], cnt_t[nz], pd_grade[nz])
+        pvals[nz] = model_metrics.jeffreys_test(bad_t[nz], cnt_t[nz], pd_grade[nz])
     jt["p_value"] = pvals
     jt["rejected"] = (jt["p_value"] < alpha) & nz
     _to_csv(jt, out / "jeffreys_by_grade.csv")
     res["jeffreys_grades_rejected"] = int(jt["rejected"].sum())
 
     # --- gains
-    gt = M.gains_table(y_t, p_t, n_bins=10)
+    gt = model_metrics.gains_table(y_t, p_t, n_bins=10)
     _to_csv(gt, out / "gains_table_oot.csv")
 
     # --- CSI
@@ -294,7 +294,7 @@ def validation_pack(
                 continue  # no reference distribution (e.g. all null on train): CSI undefined
             row = {"feature": c}
             for s, df in other_feat.items():
-                row[f"csi_{s}"] = M.csi(_feature_values(ref_feat[c]), _feature_values(df[c]))
+                row[f"csi_{s}"] = model_metrics.csi(_feature_values(ref_feat[c]), _feature_values(df[c]))
             rows.append(row)
         csi_df = pd.DataFrame(rows, columns=["feature", *(f"csi_{s}" for s in other_feat)])
         sort_col = f"csi_{t}" if f"csi_{t}" in csi_df.columns else None
@@ -306,11 +306,11 @@ def validation_pack(
     _to_csv(csi_df.reset_index(drop=True), out / "csi.csv")
 
     # --- PSI by month (score, every split's months against the reference split as a whole)
-    splits_ref = M.bin_edges(p_r, 10)
+    splits_ref = model_metrics.bin_edges(p_r, 10)
     psi_rows = []
     for s, df in frames.items():
         months = df[month_col].map(_month_label)
-        tab = M.psi_by_period(
+        tab = model_metrics.psi_by_period(
             p_r, df[score_col].to_numpy(dtype=np.float64), months.to_numpy(), bins=splits_ref
         )
         tab.insert(0, "split", s)
@@ -332,7 +332,7 @@ def validation_pack(
         ys, ps = arr(s, label_col).astype(np.int8), arr(s, score_col).astype(np.float64)
         if ys.size == 0:
             continue
-        rc = M.reliability_curve(ys, ps, n_bins=10)
+        rc = model_metrics.reliability_curve(ys, ps, n_bins=10)
         rc.insert(0, "split", s)
         cal_rows.append(rc)
     cal_df = pd.concat(cal_rows, ignore_index=True)
@@ -405,7 +405,7 @@ def _plot_reliability(cal: pd.DataFrame, res: dict, t: str, path: Path) -> None:
 
 
 def _plot_score_dist(p_r: np.ndarray, p_t: np.ndarray, psi_v: float, ref: str, t: str, path: Path) -> None:
-    s_r, s_t = M.pd_to_score(p_r), M.pd_to_score(p_t)
+    s_r, s_t = model_metrics.pd_to_score(p_r), model_metrics.pd_to_score(p_t)
     lo, hi = np.quantile(np.r_[s_r, s_t], [0.001, 0.999])
     edges = np.linspace(lo, hi, 41)
     take = f"Score PSI {ref} → {t} = {psi_v:.3f} ({_psi_verdict(psi_v)})"

@@ -24,8 +24,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from cardlab.explain import reasons as R
-from cardlab.explain import shap_values as S
+from cardlab.explain import reasons as reason_codes
+from cardlab.explain import shap_values
 from cardlab.serve.features import OnlineFeatures
 from cardlab.serve.registry import CreditModel, LimitModel
 from cardlab.serve.store import FeatureStore
@@ -129,10 +129,10 @@ class DecisionEngine:
     def reasons(self, x32: np.ndarray, adverse: bool) -> list[dict]:
         """Top-k reason groups: adverse only (declines, referrals: the batch's reason codes), or for approvals
         the largest groups either way (favourable ones pushing the PD down, adverse ones up)."""
-        sv = S.tree_shap(self.credit.booster, x32, self.credit.features, nthread=1)
+        sv = shap_values.tree_shap(self.credit.booster, x32, self.credit.features, nthread=1)
         # one reason_table call: row 0 = the adverse reading, row 1 (approvals) = the favourable one
         values = sv.values if adverse else np.vstack([sv.values, -sv.values])
-        table = R.reason_table(
+        table = reason_codes.reason_table(
             values,
             self.credit.features,
             pd.DataFrame({"_src": range(len(values))}),

@@ -34,9 +34,9 @@ from scipy import stats
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
 from cardlab.config import ChurnParams, Params
 from cardlab.errors import MissingInputError
-from cardlab.modeling import grading as G
-from cardlab.modeling import metrics as M
-from cardlab.modeling import uplift as U
+from cardlab.modeling import grading as oracle_grading
+from cardlab.modeling import metrics as model_metrics
+from cardlab.modeling import uplift as uplift_models
 from cardlab.modeling.workflow import (
     ContractMetrics,
     load_model,
@@ -180,8 +180,8 @@ def _campaign_rows(df: pd.DataFrame) -> pd.Series:
     )
 
 
-def _uplift_cfg(cp: ChurnParams, nthread: int) -> U.XGBConfig:
-    return U.XGBConfig(
+def _uplift_cfg(cp: ChurnParams, nthread: int) -> uplift_models.XGBConfig:
+    return uplift_models.XGBConfig(
         max_depth=cp.uplift_max_depth,
         learning_rate=cp.uplift_learning_rate,
         num_boost_round=cp.uplift_num_boost_round,
@@ -228,7 +228,7 @@ def _train_value(
 ) -> None:
     cp = params.churn
     snaps = snaps.assign(value_yuan=value_training_target(snaps, raw, params))
-    cfg = U.XGBConfig(
+    cfg = uplift_models.XGBConfig(
         max_depth=4,
         learning_rate=0.05,
         num_boost_round=cp.value_num_boost_round,
@@ -302,22 +302,24 @@ def _train_uplift(params: Params, snaps: pd.DataFrame, features: list[str], mode
     Xt, yt, wt, et = _xywe(tr, features)
     Xv, yv, wv, ev = _xywe(va, features)
     # oracle-free validation scores: nuisances cross-fitted on the valid rows themselves
-    mu0, mu1, m = U.cross_fit_outcomes(Xv, yv, wv, cfg, n_folds=cp.uplift_folds, seed=SEED, with_m=True)
-    phi = U.dr_pseudo_outcome(Xv, yv, wv, ev, nuisance=(mu0, mu1))
+    mu0, mu1, m = uplift_models.cross_fit_outcomes(
+        Xv, yv, wv, cfg, n_folds=cp.uplift_folds, seed=SEED, with_m=True
+    )
+    phi = uplift_models.dr_pseudo_outcome(Xv, yv, wv, ev, nuisance=(mu0, mu1))
     Xa, ya, wa, ea = _xywe(pd.concat([tr, va]), features)  # the refit for scoring uses train + valid
     valid_pred = va[["customer_id", "card_id", "snapshot_date"]].copy()
     scores = {}
     with atomic_dir(model_dir / "uplift") as tmp:
         for name in cp.uplift_learners:
-            stage1 = U.make_learner(name, cfg).fit(Xt, yt, wt, et)
+            stage1 = uplift_models.make_learner(name, cfg).fit(Xt, yt, wt, et)
             tau_v = stage1.predict(Xv)
             valid_pred[name] = tau_v
             scores[name] = {
-                "qini": U.qini_score(yv, wv, tau_v, normalize=True),
-                "dr_score": U.dr_score(tau_v, phi),
-                "r_loss": U.r_loss(tau_v, yv, wv, ev, m),
+                "qini": uplift_models.qini_score(yv, wv, tau_v, normalize=True),
+                "dr_score": uplift_models.dr_score(tau_v, phi),
+                "r_loss": uplift_models.r_loss(tau_v, yv, wv, ev, m),
             }
-            U.save_learner(U.make_learner(name, cfg).fit(Xa, ya, wa, ea), tmp / name)
+            uplift_models.save_learner(uplift_models.make_learner(name, cfg).fit(Xa, ya, wa, ea), tmp / name)
         picks = {
             "qini": max(scores, key=lambda k: scores[k]["qini"]),
             "dr_score": min(scores, key=lambda k: scores[k]["dr_score"]),
@@ -421,8 +423,8 @@ def top_share_capture(actual: np.ndarray, pred: np.ndarray, share: float) -> flo
     (ranked by realised value itself): 1 = the best possible pick of that size. Values can be negative
     (losses), so a share of the *total* would not be bounded."""
     k = _k(len(actual), share)
-    best = float(actual[U.top_k_mask(actual, k)].sum())
-    return float(actual[U.top_k_mask(pred, k)].sum() / best) if best > 0 else float("nan")
+    best = float(actual[uplift_models.top_k_mask(actual, k)].sum())
+    return float(actual[uplift_models.top_k_mask(pred, k)].sum() / best) if best > 0 else float("nan")
 
 
 def evaluate(
@@ -446,7 +448,7 @@ def evaluate(
     snaps["value"] = predict_value(out, snaps)
     snaps["value_realised"] = realised_value(snaps, _raw_root(features_root, raw), params)
     sel = _uplift_selection(out)
-    learners = {n: U.load_learner(out / "model" / "uplift" / n) for n in sel["valid_scores"]}
+    learners = {n: uplift_models.load_learner(out / "model" / "uplift" / n) for n in sel["valid_scores"]}
     # the uplift learners use every dictionary feature (the shadow screen is the classifier's, in tune)
     Xn = snaps[sel.get("features", features)].astype("float32").to_numpy()
     for n, lrn in learners.items():
@@ -475,7 +477,7 @@ def evaluate(
     snaps = snaps.merge(ceilings["uplift"], on=["card_id", "snapshot_date"], how="left")
     metrics.update(contract(params, TASK, features_root, oracle, out))
     metrics["bars"] = bars(metrics, params)
-    metrics = G.rounded(dict(sorted(metrics.items())))
+    metrics = oracle_grading.rounded(dict(sorted(metrics.items())))
     write_json(metrics, out / "metrics.json")
 
     pred_cols = [
@@ -525,17 +527,17 @@ def _churn_metrics(snaps: pd.DataFrame, oracle: Path, cp: ChurnParams, tables: d
     for split in ("valid", "oot"):
         d = lab[lab["split"] == split]
         y, p = d["label"].to_numpy(int), d["churn_p"].to_numpy()
-        m[f"{split}_auc"] = M.auc(y, p)
+        m[f"{split}_auc"] = model_metrics.auc(y, p)
         m[f"{split}_n"] = int(len(d))
     oot = lab[lab["split"] == "oot"]
     y, p = oot["label"].to_numpy(int), oot["churn_p"].to_numpy()
-    m["oot_pr_auc"] = M.pr_auc(y, p)
+    m["oot_pr_auc"] = model_metrics.pr_auc(y, p)
     m["oot_event_rate"] = float(y.mean())
     m["oot_mean_churn_p"] = float(p.mean())
-    m["oot_brier"] = M.brier(y, p)
-    m["lift_at_capacity"] = M.lift_at(y, p, cp.campaign_capacity_share)
-    m["recall_at_capacity"] = M.recall_at(y, p, cp.campaign_capacity_share)
-    rel = M.reliability_curve(y, p, n_bins=10)
+    m["oot_brier"] = model_metrics.brier(y, p)
+    m["lift_at_capacity"] = model_metrics.lift_at(y, p, cp.campaign_capacity_share)
+    m["recall_at_capacity"] = model_metrics.recall_at(y, p, cp.campaign_capacity_share)
+    rel = model_metrics.reliability_curve(y, p, n_bins=10)
     m["oot_calibration_error"] = float(
         np.sum(rel["n"] * (rel["obs_rate"] - rel["mean_pred"]).abs()) / rel["n"].sum()
     )
@@ -545,16 +547,20 @@ def _churn_metrics(snaps: pd.DataFrame, oracle: Path, cp: ChurnParams, tables: d
     m["oot_oracle_coverage"] = float(len(o) / len(oot))
     if len(o) and 0 < o["label"].sum() < len(o):
         yo = o["label"].to_numpy(int)
-        m["oot_oracle_auc"] = M.auc(yo, o["p_churn_true"].to_numpy())
-        m["oot_oracle_brier"] = M.brier(yo, o["p_churn_true"].to_numpy())
+        m["oot_oracle_auc"] = model_metrics.auc(yo, o["p_churn_true"].to_numpy())
+        m["oot_oracle_brier"] = model_metrics.brier(yo, o["p_churn_true"].to_numpy())
         m["oot_oracle_mean_p"] = float(o["p_churn_true"].mean())
         ev = o[o["p_event_true"].notna()]
         if 0 < ev["label"].sum() < len(ev):
             # the old oracle (churn-event probability of active accounts) on its own rows, for comparison
-            m["oot_oracle_event_auc"] = M.auc(ev["label"].to_numpy(int), ev["p_event_true"].to_numpy())
-        m["oot_auc_oracle_rows"] = M.auc(yo, o["churn_p"].to_numpy())
-        m["oot_oracle_pr_auc"] = M.pr_auc(yo, o["p_churn_true"].to_numpy())
-        m["lift_at_capacity_oracle"] = M.lift_at(yo, o["p_churn_true"].to_numpy(), cp.campaign_capacity_share)
+            m["oot_oracle_event_auc"] = model_metrics.auc(
+                ev["label"].to_numpy(int), ev["p_event_true"].to_numpy()
+            )
+        m["oot_auc_oracle_rows"] = model_metrics.auc(yo, o["churn_p"].to_numpy())
+        m["oot_oracle_pr_auc"] = model_metrics.pr_auc(yo, o["p_churn_true"].to_numpy())
+        m["lift_at_capacity_oracle"] = model_metrics.lift_at(
+            yo, o["p_churn_true"].to_numpy(), cp.campaign_capacity_share
+        )
         m["oot_churn_p_corr_true"] = float(stats.spearmanr(o["churn_p"], o["p_churn_true"]).statistic)
     return m
 
@@ -567,7 +573,9 @@ def _value_metrics(snaps: pd.DataFrame, cp: ChurnParams, tables: dict) -> dict:
     m["value_spearman"] = float(stats.spearmanr(p, a).statistic)
     m["value_gini"] = value_gini(a, p)
     m["value_top_decile_capture"] = top_share_capture(a, p, 0.1)
-    m["value_top_decile_share_of_total"] = float(a[U.top_k_mask(p, _k(len(a), 0.1))].sum() / a.sum())
+    m["value_top_decile_share_of_total"] = float(
+        a[uplift_models.top_k_mask(p, _k(len(a), 0.1))].sum() / a.sum()
+    )
     m["value_mean_realised_yuan"] = float(a.mean())
     m["value_mean_pred_yuan"] = float(p.mean())
     m["value_zero_share"] = float(np.mean(np.abs(a) <= 0.005))
@@ -592,7 +600,7 @@ def _uplift_metrics(
     vp = pd.read_parquet(out / "model" / "uplift" / "valid_predictions.parquet")
     vp["snapshot_date"] = _as_datetime(vp["snapshot_date"])
     vt = vp.merge(camp[["card_id", "snapshot_date", "tau_true"]], on=["card_id", "snapshot_date"], how="left")
-    valid_pehe = {n: U.pehe(vt[n], vt["tau_true"]) for n in learners}
+    valid_pehe = {n: uplift_models.pehe(vt[n], vt["tau_true"]) for n in learners}
     truly_best = min(valid_pehe, key=valid_pehe.get)
     for n in learners:
         m[f"valid_pehe_{n}"] = valid_pehe[n]
@@ -613,36 +621,38 @@ def _uplift_metrics(
     m["ate_ipw"] = float(
         np.sum(w * y / e) / np.sum(w / e) - np.sum((1 - w) * y / (1 - e)) / np.sum((1 - w) / (1 - e))
     )
-    m["oracle_qini"] = U.qini_score(y, w, tau, normalize=True)
-    m["oracle_qini_true"] = U.true_qini(tau, tau)
+    m["oracle_qini"] = uplift_models.qini_score(y, w, tau, normalize=True)
+    m["oracle_qini_true"] = uplift_models.true_qini(tau, tau)
     curves = {"share": np.linspace(0, 1, 101)}
     idx = np.round(curves["share"] * len(d)).astype(int)
-    curves["gain_true_oracle"] = U.true_gain_curve(tau, tau)[idx]
+    curves["gain_true_oracle"] = uplift_models.true_gain_curve(tau, tau)[idx]
     curves["gain_true_random"] = curves["share"] * tau.sum()
     for n in [*learners, "ensemble"]:
         th = d[f"uplift_{n}"].to_numpy()
-        m[f"pehe_{n}"] = U.pehe(th, tau)
+        m[f"pehe_{n}"] = uplift_models.pehe(th, tau)
         m[f"ate_est_{n}"] = float(th.mean())
-        m[f"qini_{n}"] = U.qini_score(y, w, th, normalize=True)
-        m[f"qini_capture_{n}"] = U.qini_capture(tau, th)
-        curves[f"gain_true_{n}"] = U.true_gain_curve(tau, th)[idx]
-        curves[f"qini_observed_{n}"] = U.qini_curve(y, w, th)[idx]
+        m[f"qini_{n}"] = uplift_models.qini_score(y, w, th, normalize=True)
+        m[f"qini_capture_{n}"] = uplift_models.qini_capture(tau, th)
+        curves[f"gain_true_{n}"] = uplift_models.true_gain_curve(tau, th)[idx]
+        curves[f"qini_observed_{n}"] = uplift_models.qini_curve(y, w, th)[idx]
     th = d["uplift"].to_numpy()
-    m["pehe"] = U.pehe(th, tau)
-    m["pehe_constant_ate"] = U.pehe(np.full(len(tau), tau.mean()), tau)  # floor any useful model must beat
+    m["pehe"] = uplift_models.pehe(th, tau)
+    m["pehe_constant_ate"] = uplift_models.pehe(
+        np.full(len(tau), tau.mean()), tau
+    )  # floor any useful model must beat
     m["tau_sd"] = float(tau.std())
     m["ate_est"] = float(th.mean())
     m["ate_abs_error"] = abs(m["ate_est"] - m["ate_true"])
-    m["qini"] = U.qini_score(y, w, th, normalize=True)
-    m["qini_true"] = U.true_qini(tau, th)
-    m["qini_capture"] = U.qini_capture(tau, th)
-    m["auuc"] = U.auuc_score(y, w, th, normalize=True)
-    m["uplift_at_capacity"] = U.uplift_at(y, w, th, capacity_share)
-    m["qini_capture_churn_risk"] = U.qini_capture(tau, d["churn_p"].to_numpy())
+    m["qini"] = uplift_models.qini_score(y, w, th, normalize=True)
+    m["qini_true"] = uplift_models.true_qini(tau, th)
+    m["qini_capture"] = uplift_models.qini_capture(tau, th)
+    m["auuc"] = uplift_models.auuc_score(y, w, th, normalize=True)
+    m["uplift_at_capacity"] = uplift_models.uplift_at(y, w, th, capacity_share)
+    m["qini_capture_churn_risk"] = uplift_models.qini_capture(tau, d["churn_p"].to_numpy())
     # which learner is reported: index in alphabetical order (dr, t, x); one past the last = the ensemble mean
     names = list(sel["valid_scores"])
     m["uplift_selected_index"] = names.index(sel["selected"]) if sel["selected"] in names else len(names)
-    curves["gain_true_churn_risk"] = U.true_gain_curve(tau, d["churn_p"].to_numpy())[idx]
+    curves["gain_true_churn_risk"] = uplift_models.true_gain_curve(tau, d["churn_p"].to_numpy())[idx]
     tables["qini_curves"] = pd.DataFrame(curves)
     return m
 
@@ -659,7 +669,7 @@ def _targeting_metrics(d: pd.DataFrame, cp: ChurnParams, tables: dict) -> dict:
         "uplift_value": d["uplift"].to_numpy() * d["value"].to_numpy(),
         "random": np.random.default_rng(SEED).random(len(d)),
     }
-    tab = U.targeting_value(tau, value, rules, k=k, cost=cp.offer_cost_yuan)
+    tab = uplift_models.targeting_value(tau, value, rules, k=k, cost=cp.offer_cost_yuan)
     tables["targeting"] = tab
     m = {"targeting_n": int(len(d)), "targeting_k": int(k)}
     for _, r in tab.iterrows():
@@ -697,7 +707,7 @@ def grade(
     p_true = rows["p_churn_true"].to_numpy()
     has = np.isfinite(p_true)
     graded = has & (snaps["split"] == "oot").to_numpy() & snaps["label"].notna().to_numpy()
-    fit = G.cross_fit_ceiling(
+    fit = oracle_grading.cross_fit_ceiling(
         snaps.loc[has, candidates],
         p_true[has],
         snaps.loc[has, "customer_id"].to_numpy(),
@@ -709,19 +719,21 @@ def grade(
     )
     g = snaps[graded]
     y = g["label"].to_numpy(dtype=float)
-    out = G.grade_auc(
+    out = oracle_grading.grade_auc(
         y, g["churn_p"].to_numpy(), fit, p_true[graded], g["customer_id"].to_numpy(), gp, rows=graded[has]
     )
     out["oot_auc_ceiling_train_rows"] = fit.train_rows
-    boot = G.ClusterBootstrap.from_params(g["customer_id"].to_numpy(), gp)
+    boot = oracle_grading.ClusterBootstrap.from_params(g["customer_id"].to_numpy(), gp)
     lo, hi = boot.bounds(
-        boot.replicates(lambda w: G.weighted_lift(y, g["churn_p"].to_numpy(), cp.campaign_capacity_share, w))
+        boot.replicates(
+            lambda w: oracle_grading.weighted_lift(y, g["churn_p"].to_numpy(), cp.campaign_capacity_share, w)
+        )
     )
     out["lift_at_capacity_lo"], out["lift_at_capacity_hi"] = float(lo[0]), float(hi[0])
 
     camp = camp.reset_index(drop=True)
     oot = (camp["split"] == "oot").to_numpy()
-    qfit = G.cross_fit_ceiling(
+    qfit = oracle_grading.cross_fit_ceiling(
         camp[uplift_features],
         camp["tau_true"].to_numpy(),
         camp["customer_id"].to_numpy(),
@@ -736,10 +748,13 @@ def grade(
     ceiling = {1.0: qfit.full[oot]}
 
     def stat(idx: np.ndarray) -> list[float]:
-        m, c = U.qini_capture(tau[idx], model[idx]), U.qini_capture(tau[idx], ceiling[1.0][idx])
+        m, c = (
+            uplift_models.qini_capture(tau[idx], model[idx]),
+            uplift_models.qini_capture(tau[idx], ceiling[1.0][idx]),
+        )
         return [m, c, m / c if c else float("nan"), c - m, 1.0 - c]
 
-    qboot = G.ClusterBootstrap.from_params(d["customer_id"].to_numpy(), gp)
+    qboot = oracle_grading.ClusterBootstrap.from_params(d["customer_id"].to_numpy(), gp)
     qlo, qhi = qboot.bounds(qboot.replicates(stat, by_index=True))
     point = stat(np.arange(len(d)))
     keys = [
@@ -756,8 +771,10 @@ def grade(
     if len(qfit.predictions) > 1:
         curve_rows, curve = qfit.curve(oot)
         tau_c = camp["tau_true"].to_numpy()[curve_rows]
-        values = {f: U.qini_capture(tau_c, v) for f, v in curve.items()}
-        out.update(G.learning_curve(values, "qini_capture_ceiling", "qini_capture_ceiling_convergence"))
+        values = {f: uplift_models.qini_capture(tau_c, v) for f, v in curve.items()}
+        out.update(
+            oracle_grading.learning_curve(values, "qini_capture_ceiling", "qini_capture_ceiling_convergence")
+        )
         out["qini_capture_ceiling_curve_rows"] = int(curve_rows.sum())
     out["qini_capture_ceiling_train_rows"] = qfit.train_rows
     churn_p = np.full(len(snaps), np.nan)
@@ -770,9 +787,9 @@ def bars(metrics: dict, params: Params) -> list[dict]:
     """The churn bars (params ``grading.bars.churn`` and ``.explain``; docs/grading.md)."""
     b = params.grading.bars.churn
     return [
-        G.metric_bar(metrics, "oot_auc_ceiling_ratio", b.oot_auc_ceiling_ratio),
-        G.metric_bar(metrics, "qini_capture", b.qini_capture),
-        *G.explain_bars(metrics, params.grading.bars.explain),
+        oracle_grading.metric_bar(metrics, "oot_auc_ceiling_ratio", b.oot_auc_ceiling_ratio),
+        oracle_grading.metric_bar(metrics, "qini_capture", b.qini_capture),
+        *oracle_grading.explain_bars(metrics, params.grading.bars.explain),
     ]
 
 

@@ -19,8 +19,8 @@ import polars as pl
 
 from cardlab.artifacts import atomic_dir, write_json, write_parquet
 from cardlab.config import Params
-from cardlab.modeling import grading as G
-from cardlab.modeling import metrics as M
+from cardlab.modeling import grading as oracle_grading
+from cardlab.modeling import metrics as model_metrics
 from cardlab.modeling.scorecard import fit_scorecard, scorecard_pd
 from cardlab.modeling.stylised import footprint_facts, model_class_fact
 from cardlab.modeling.validation import top_gain_features, validation_pack
@@ -92,7 +92,9 @@ def evaluate(
     if snapshots["pd_true"].isna().any():
         raise ValueError("oracle pd_true is missing for some applications: world and features disagree")
     snapshots["pd"] = booster.inplace_predict(snapshots[features].astype("float32"))
-    snapshots["score"] = M.pd_to_score(snapshots["pd"].to_numpy(), cp.base_points, cp.base_odds, cp.pdo)
+    snapshots["score"] = model_metrics.pd_to_score(
+        snapshots["pd"].to_numpy(), cp.base_points, cp.base_odds, cp.pdo
+    )
 
     booked = _booked(snapshots) & snapshots["label"].notna()
     modelled = snapshots[booked]
@@ -160,11 +162,13 @@ def evaluate(
     oot_booked = frames["oot"]
     if PLATFORM_SCORE in oot_booked.columns and oot_booked[PLATFORM_SCORE].notna().any():
         score = oot_booked[PLATFORM_SCORE].astype(float).fillna(oot_booked[PLATFORM_SCORE].median())
-        metrics["platform_score_oot_auc"] = M.auc(oot_booked["label"].to_numpy(), -score.to_numpy())
+        metrics["platform_score_oot_auc"] = model_metrics.auc(
+            oot_booked["label"].to_numpy(), -score.to_numpy()
+        )
     # the explanation keys of the contract (the explain stage computes the same on the same sample, and more)
     metrics.update(contract(params, TASK, features_root, oracle, out))
     metrics["bars"] = bars(metrics, params)
-    metrics = G.rounded(dict(sorted(metrics.items())))
+    metrics = oracle_grading.rounded(dict(sorted(metrics.items())))
     write_json(metrics, out / "metrics.json")
     pred_cols = [
         "customer_id",
@@ -206,7 +210,7 @@ def grade(
     ranks the ``graded`` rows (booked OOT applications with a label). The lift in the riskiest 10 % gets the
     same bootstrap. Returns the metrics and the ceiling's PD per row (NaN outside the graded rows)."""
     gp = params.grading
-    ceiling = G.cross_fit_ceiling(
+    ceiling = oracle_grading.cross_fit_ceiling(
         snapshots[candidates],
         snapshots["pd_true"].to_numpy(),
         snapshots["customer_id"].to_numpy(),
@@ -219,12 +223,12 @@ def grade(
     rows = graded.to_numpy()
     g = snapshots[rows]
     y, pd_model = g["label"].to_numpy(dtype=float), g["pd"].to_numpy()
-    out = G.grade_auc(
+    out = oracle_grading.grade_auc(
         y, pd_model, ceiling, g["pd_true"].to_numpy(), g["customer_id"].to_numpy(), gp, rows=rows
     )
     out["oot_auc_ceiling_train_rows"] = ceiling.train_rows
-    boot = G.ClusterBootstrap.from_params(g["customer_id"].to_numpy(), gp)
-    lo, hi = boot.bounds(boot.replicates(lambda w: G.weighted_lift(y, pd_model, 0.1, w)))
+    boot = oracle_grading.ClusterBootstrap.from_params(g["customer_id"].to_numpy(), gp)
+    lo, hi = boot.bounds(boot.replicates(lambda w: oracle_grading.weighted_lift(y, pd_model, 0.1, w)))
     out["oot_lift_at_10pct_lo"], out["oot_lift_at_10pct_hi"] = float(lo[0]), float(hi[0])
     return out, ceiling.full
 
@@ -237,7 +241,7 @@ def screen_counts(best: dict, dictionary: list[dict]) -> dict:
     return {
         "screen_candidates": int(best.get("screen", {}).get("candidates", len(entries))),
         "screen_kept": len(kept),
-        "screen_kept_behavioural": sum(G.is_behavioural(entries.get(f, {})) for f in kept),
+        "screen_kept_behavioural": sum(oracle_grading.is_behavioural(entries.get(f, {})) for f in kept),
     }
 
 
@@ -245,8 +249,10 @@ def bars(metrics: dict, params: Params) -> list[dict]:
     """The credit bars (params ``grading.bars.credit`` and ``.explain``; docs/grading.md)."""
     b = params.grading.bars.credit
     return [
-        G.metric_bar(metrics, "oot_auc_ceiling_ratio", b.oot_auc_ceiling_ratio),
-        G.count_bar("screen_kept", metrics["screen_kept"], b.screen_kept),
-        G.count_bar("screen_kept_behavioural", metrics["screen_kept_behavioural"], b.screen_kept_behavioural),
-        *G.explain_bars(metrics, params.grading.bars.explain),
+        oracle_grading.metric_bar(metrics, "oot_auc_ceiling_ratio", b.oot_auc_ceiling_ratio),
+        oracle_grading.count_bar("screen_kept", metrics["screen_kept"], b.screen_kept),
+        oracle_grading.count_bar(
+            "screen_kept_behavioural", metrics["screen_kept_behavioural"], b.screen_kept_behavioural
+        ),
+        *oracle_grading.explain_bars(metrics, params.grading.bars.explain),
     ]
