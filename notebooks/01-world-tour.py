@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from cardlab.tracking import repo_root
+from cardlab.config import repo_root
 
 ROOT = repo_root()
 NEEDS = {

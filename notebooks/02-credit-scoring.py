@@ -22,7 +22,7 @@ import pandas as pd
 import polars as pl
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from cardlab.tracking import repo_root
+from cardlab.config import repo_root
 
 ROOT = repo_root()
 NEEDS = {

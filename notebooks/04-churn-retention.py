@@ -20,7 +20,7 @@ import json
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from cardlab.tracking import repo_root
+from cardlab.config import repo_root
 
 ROOT = repo_root()
 NEEDS = {

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -272,6 +274,59 @@ def write_json(obj: Any, path: str | Path) -> Path:
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     return path
+
+
+# PNG metadata without the matplotlib version or a timestamp: the same figure gives the same bytes
+PNG_META: dict[str, Any] = {"Software": None}
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Save a matplotlib figure as a deterministic PNG (100 dpi, :data:`PNG_META`)."""
+    fig.savefig(path, dpi=100, metadata=PNG_META)
+    return Path(path)
+
+
+def write_csv(df: Any, path: str | Path, *, float_format: str | None = "%.6g") -> Path:
+    """Write a pandas DataFrame as CSV with a fixed float format and ``\\n`` line ends (no index); a polars
+    DataFrame with 6 decimals and ISO dates. Creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(df, "write_csv"):  # polars
+        df.write_csv(path, float_precision=6, date_format="%Y-%m-%d")
+    else:
+        df.to_csv(path, index=False, float_format=float_format, lineterminator="\n")
+    return path
+
+
+def rounded(obj: Any) -> Any:
+    """metrics.json's number format: floats rounded to 6 decimals (NaN/inf -> None), through dicts and lists;
+    numpy integers become ints."""
+    if isinstance(obj, bool | str) or obj is None:
+        return obj
+    if isinstance(obj, dict):
+        return {k: rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [rounded(v) for v in obj]
+    if isinstance(obj, np.integer | int):
+        return int(obj)
+    if isinstance(obj, np.floating | float):
+        return round(float(obj), 6) if math.isfinite(float(obj)) else None
+    return obj
+
+
+def rounded_significant(obj: Any) -> Any:
+    """The explain stage's number format: floats to 6 significant digits (NaN/inf -> None), through dicts and
+    lists; numpy scalars become Python numbers. (Explanations span magnitudes from 1e-6 to 1e2, so they keep
+    significant digits where metrics keep decimals.)"""
+    if isinstance(obj, float):
+        return None if not np.isfinite(obj) else float(f"{obj:.6g}")
+    if isinstance(obj, dict):
+        return {k: rounded_significant(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [rounded_significant(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return rounded_significant(obj.item())
+    return obj
 
 
 def file_digest(path: str | Path) -> str:

@@ -348,8 +348,9 @@ def serve(
 
     import uvicorn
 
+    from cardlab.config import repo_root
     from cardlab.serve.app import Settings, create_app
-    from cardlab.tracking import repo_root, tracking_uri
+    from cardlab.tracking import tracking_uri
 
     settings = Settings(
         tracking_uri=tracking_uri(),

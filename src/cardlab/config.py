@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import typing
 from datetime import date
 from pathlib import Path
@@ -22,6 +23,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cardlab.errors import CardlabError
+
+
+def repo_root() -> Path:
+    """The repository root: ``CARDLAB_ROOT`` if set, else the nearest folder above cwd with dvc.yaml."""
+    env = os.environ.get("CARDLAB_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for cand in (here, *here.parents):
+        if (cand / "dvc.yaml").exists() or (cand / "pyproject.toml").exists():
+            return cand
+    return here
+
 
 PRESETS = ("ci", "dev", "bench")
 

@@ -21,6 +21,10 @@ class InputDataError(CardlabError, ValueError):
     """An input exists but is unreadable, truncated or violates its contract (the message names the path)."""
 
 
+class RawDataError(InputDataError):
+    """The raw world is missing or malformed; the message names the table/column and what was expected."""
+
+
 class ModelFileError(InputDataError):
     """A trained model file cannot be loaded or differs from what the train stage wrote."""
 

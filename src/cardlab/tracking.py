@@ -37,6 +37,7 @@ from mlflow.tracking import MlflowClient
 
 from cardlab import liveness, taskspec
 from cardlab.artifacts import dir_digest
+from cardlab.config import repo_root
 from cardlab.errors import RegistryError, TrackingServerError
 
 ALIASES = ("challenger", "champion")
@@ -44,18 +45,6 @@ ALIASES = ("challenger", "champion")
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", module="mlflow")
-
-
-def repo_root() -> Path:
-    """The repository root: ``CARDLAB_ROOT`` if set, else the nearest folder above cwd with dvc.yaml."""
-    env = os.environ.get("CARDLAB_ROOT")
-    if env:
-        return Path(env).resolve()
-    here = Path.cwd().resolve()
-    for cand in (here, *here.parents):
-        if (cand / "dvc.yaml").exists() or (cand / "pyproject.toml").exists():
-            return cand
-    return here
 
 
 def tracking_uri() -> str:

@@ -11,11 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-PNG_META = {"Software": None}
+from cardlab.artifacts import save_figure  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
-    fig.savefig(path, dpi=100, metadata=PNG_META)
+    save_figure(fig, path)
     plt.close(fig)
 
 

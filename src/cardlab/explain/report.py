@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from cardlab import taskspec, tracking
-from cardlab.config import Params
+from cardlab import taskspec
+from cardlab.config import Params, repo_root
 
 PERF_KEYS = ("auc", "ks", "gini", "brier", "bad_rate", "mean_pd", "n")
 SPLITS = ("train", "valid", "oot")
@@ -87,7 +87,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _lineage(params: Params, task: str, out: Path, features_root: Path, oracle: Path) -> dict[str, Any]:
-    root = tracking.repo_root()
+    root = repo_root()
     manifest = {}
     for cand in (
         features_root.parent / "manifest.json",

@@ -26,7 +26,14 @@ import pandas as pd
 import xgboost as xgb
 
 from cardlab import taskspec, tracking
-from cardlab.artifacts import atomic_dir, atomic_file, write_json, write_parquet
+from cardlab.artifacts import (
+    atomic_dir,
+    atomic_file,
+    rounded_significant,
+    write_csv,
+    write_json,
+    write_parquet,
+)
 from cardlab.config import Params, params_hash
 from cardlab.explain import faithfulness as faithfulness_checks
 from cardlab.explain import plots as explain_plots
@@ -60,18 +67,6 @@ def _prob(margin: np.ndarray, objective: str) -> np.ndarray:
     if objective.startswith("binary:"):
         return 1.0 / (1.0 + np.exp(-margin))
     return margin
-
-
-def _round(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return None if not np.isfinite(obj) else float(f"{obj:.6g}")
-    if isinstance(obj, dict):
-        return {k: _round(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_round(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _round(obj.item())
-    return obj
 
 
 def decision_mask(
@@ -448,7 +443,7 @@ def contract_metrics(params: Params, task: str, features_root: Path, oracle: Pat
     faithful, _, _ = faithfulness_metrics(
         params, task, snapshots, model, sample, sv, dictionary, Path(oracle)
     )
-    return _round(
+    return rounded_significant(
         {
             "shap_additivity_max_err": float(np.max(np.abs(sv.margin - margin_all[sample])))
             if len(sample)
@@ -604,9 +599,9 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
     }
     for attr, t in fair.groupby("attribute", sort=True):
         metrics[f"fairness_min_air_{attr}"] = float(t["air"].min())
-    metrics = _round(metrics)
+    metrics = rounded_significant(metrics)
 
-    glob = _round(
+    glob = rounded_significant(
         {
             "task": task,
             "units": "mean |SHAP| in log-odds (margin) space on the OOT sample",
@@ -636,9 +631,9 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
         write_json(glob, tmp / "global_importance.json")
         write_json(metrics, tmp / "explain_metrics.json")
         write_parquet(reasons, tmp / "reason_codes.parquet")
-        _csv(fair, tmp / "fairness.csv")
-        _csv(perf, tmp / "performance_by_month.csv")
-        _csv(stability, tmp / "reason_stability.csv")
+        write_csv(fair, tmp / "fairness.csv")
+        write_csv(perf, tmp / "performance_by_month.csv")
+        write_csv(stability, tmp / "reason_stability.csv")
         top = imp.index[0] if len(imp) else ""
         explain_plots.importance_bar(
             imp,
@@ -693,10 +688,6 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
         tmp_html.write_text(html, encoding="utf-8")
     _log_to_mlflow(params, task, out, metrics, context)
     return metrics
-
-
-def _csv(df: pd.DataFrame, path: Path) -> None:
-    df.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
 
 
 def _log_to_mlflow(params: Params, task: str, out: Path, metrics: dict, context: dict) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
+from cardlab.errors import RawDataError
+
 # The sealed folder's name, assembled so that a grep for imports/paths in this package stays meaningful.
 _SEALED = "or" + "acle"
 
@@ -44,10 +46,6 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"invitations": ("customer_id", "invite_date")}
 OPTIONAL_TABLES = tuple(OPTIONAL_COLUMNS)
-
-
-class RawDataError(ValueError):
-    """The raw world is missing or malformed; the message names the table/column and what was expected."""
 
 
 @dataclass(frozen=True)

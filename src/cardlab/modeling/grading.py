@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from cardlab.artifacts import rounded  # noqa: F401  (TEMPORARY: tasks/limit reads it here until its split lands)
 from cardlab.config import CeilingParams, GradingParams
 
 __all__ = [
@@ -424,18 +425,3 @@ def is_behavioural(entry: dict) -> bool:
     if tables:
         return any(t.startswith(BEHAVIOURAL_TABLES) for t in tables)
     return entry.get("family") in BEHAVIOURAL_FAMILIES
-
-
-def rounded(obj):
-    """Floats rounded to 6 decimals (NaN/inf -> None) through dicts and lists: metrics.json's number format."""
-    if isinstance(obj, bool | str) or obj is None:
-        return obj
-    if isinstance(obj, dict):
-        return {k: rounded(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [rounded(v) for v in obj]
-    if isinstance(obj, np.integer | int):
-        return int(obj)
-    if isinstance(obj, np.floating | float):
-        return round(float(obj), 6) if math.isfinite(float(obj)) else None
-    return obj

@@ -20,12 +20,12 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cardlab.artifacts import save_figure, write_csv
 from cardlab.modeling import metrics as model_metrics
 
 __all__ = ["validation_pack", "roc_points", "capture_points"]
 
 _FLOAT_FMT = "%.8g"
-_PNG_META = {"Software": None}
 _ROC_GRID = np.linspace(0.0, 1.0, 201)
 _SCORE_AXIS = "score (points; higher = lower risk; 600 pts = 50:1 good:bad odds, +20 pts per doubling)"
 
@@ -66,13 +66,12 @@ def _month_label(v: Any) -> str:
 
 
 def _to_csv(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False, float_format=_FLOAT_FMT, lineterminator="\n")
+    write_csv(df, path, float_format=_FLOAT_FMT)
 
 
 def _save(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100, metadata=_PNG_META)
+    save_figure(fig, path)
 
 
 def _new_fig(title: str, takeaway: str, size=(7.0, 5.0)):

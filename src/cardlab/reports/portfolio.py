@@ -25,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from cardlab.artifacts import atomic_dir, write_json, write_parquet
+from cardlab.artifacts import atomic_dir, write_csv, write_json, write_parquet
 from cardlab.config import EconomicsParams, ReportParams, SimulateParams, params_hash
 from cardlab.reports import campaigns as camp
 from cardlab.reports import credit_curves as cc
@@ -62,8 +62,7 @@ def world_design(manifest: dict[str, Any]) -> tuple[float, EconomicsParams]:
 
 
 def _csv(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.write_csv(path, float_precision=6, date_format="%Y-%m-%d")
+    write_csv(df, path)
 
 
 def _vintage_wide(curves: pl.DataFrame, col: str) -> pl.DataFrame:

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from cardlab.config import ReportParams
+from cardlab.errors import RawDataError
 
 # delinquency buckets at statement, by days past due (dpd); "current" is dpd == 0
 DPD_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
@@ -28,10 +29,6 @@ EXIT_STATES = ["charged_off", "closed"]
 
 # segment cuts of the KPI table; "portfolio" is the whole book
 CUTS = ("portfolio", "vintage", "acquisition_channel", "city_tier", "partner_bank")
-
-
-class RawDataError(ValueError):
-    """A raw table or column the report needs is missing; the message names it."""
 
 
 def read_table(root: Path, name: str, *, required: bool = True) -> pl.DataFrame | None:

@@ -31,7 +31,7 @@ import polars as pl
 import xgboost as xgb
 from scipy import stats
 
-from cardlab.artifacts import atomic_dir, write_json, write_parquet
+from cardlab.artifacts import atomic_dir, rounded, save_figure, write_csv, write_json, write_parquet
 from cardlab.config import ChurnParams, Params
 from cardlab.errors import MissingInputError
 from cardlab.modeling import grading as oracle_grading
@@ -477,7 +477,7 @@ def evaluate(
     snaps = snaps.merge(ceilings["uplift"], on=["card_id", "snapshot_date"], how="left")
     metrics.update(contract(params, TASK, features_root, oracle, out))
     metrics["bars"] = bars(metrics, params)
-    metrics = oracle_grading.rounded(dict(sorted(metrics.items())))
+    metrics = rounded(dict(sorted(metrics.items())))
     write_json(metrics, out / "metrics.json")
 
     pred_cols = [
@@ -798,9 +798,8 @@ def _write_plots(tables: dict[str, pd.DataFrame], metrics: dict, folder: Path) -
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    meta = {"Software": None}
     for name, tab in tables.items():
-        tab.round(6).to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
+        write_csv(tab.round(6), folder / f"{name}.csv", float_format=None)
 
     # qini curves (true effect): cumulative expected retained accounts vs share contacted
     q = tables["qini_curves"]
@@ -823,7 +822,7 @@ def _write_plots(tables: dict[str, pd.DataFrame], metrics: dict, folder: Path) -
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "qini_curves.png", dpi=100, metadata=meta)
+    save_figure(fig, folder / "qini_curves.png")
 
     t = tables["targeting"]
     fig = Figure(figsize=(7, 4.5))
@@ -838,7 +837,7 @@ def _write_plots(tables: dict[str, pd.DataFrame], metrics: dict, folder: Path) -
         f"{best['incremental_value']:,.0f} yuan vs oracle {metrics['value_oracle_targeting']:,.0f} yuan"
     )
     fig.tight_layout()
-    fig.savefig(folder / "targeting.png", dpi=100, metadata=meta)
+    save_figure(fig, folder / "targeting.png")
 
     c = tables["churn_calibration"]
     fig = Figure(figsize=(5, 5))
@@ -853,7 +852,7 @@ def _write_plots(tables: dict[str, pd.DataFrame], metrics: dict, folder: Path) -
         f"Churn calibration, OOT deciles\nweighted abs. error {metrics['oot_calibration_error']:.3f}"
     )
     fig.tight_layout()
-    fig.savefig(folder / "churn_calibration.png", dpi=100, metadata=meta)
+    save_figure(fig, folder / "churn_calibration.png")
 
     v = tables["value_deciles"]
     fig = Figure(figsize=(6, 4.5))
@@ -869,4 +868,4 @@ def _write_plots(tables: dict[str, pd.DataFrame], metrics: dict, folder: Path) -
     )
     ax.legend()
     fig.tight_layout()
-    fig.savefig(folder / "value_deciles.png", dpi=100, metadata=meta)
+    save_figure(fig, folder / "value_deciles.png")

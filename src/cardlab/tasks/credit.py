@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from cardlab.artifacts import atomic_dir, write_json, write_parquet
+from cardlab.artifacts import atomic_dir, rounded, write_json, write_parquet
 from cardlab.config import Params
 from cardlab.modeling import grading as oracle_grading
 from cardlab.modeling import metrics as model_metrics
@@ -168,7 +168,7 @@ def evaluate(
     # the explanation keys of the contract (the explain stage computes the same on the same sample, and more)
     metrics.update(contract(params, TASK, features_root, oracle, out))
     metrics["bars"] = bars(metrics, params)
-    metrics = oracle_grading.rounded(dict(sorted(metrics.items())))
+    metrics = rounded(dict(sorted(metrics.items())))
     write_json(metrics, out / "metrics.json")
     pred_cols = [
         "customer_id",
