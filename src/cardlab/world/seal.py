@@ -1,4 +1,4 @@
-"""The content seal (DESIGN contract): no raw column *is* a latent trait or an oracle probability in disguise.
+"""The content seal (docs/world.md, "Content seal"): no raw column *is* a latent trait or an oracle probability in disguise.
 
 The name seal (raw tables carry no oracle column) says nothing about content: a raw score computed from the
 latent risk leaks it under an innocent name. :func:`content_seal` measures it on a written world: the

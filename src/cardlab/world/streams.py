@@ -1,7 +1,7 @@
 """Random streams: one independent generator per (concern, shard).
 
 Each shard's streams come from ``SeedSequence(seed, spawn_key=(stream_id, shard))`` so the output does not
-depend on how shards are scheduled over workers (DESIGN.md contract).
+depend on how shards are scheduled over workers (docs/world.md: byte-identical for any worker count).
 """
 
 from __future__ import annotations
