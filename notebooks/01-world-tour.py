@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from cardlab.artifacts import require_outputs
 from cardlab.config import repo_root
 
 ROOT = repo_root()
@@ -34,9 +35,7 @@ NEEDS = {
     "data/raw/cards": "simulate",
     "data/raw/statements": "simulate",
 }
-missing = [f"  {p}  <- run `dvc repro {s}`" for p, s in NEEDS.items() if not (ROOT / p).exists()]
-if missing:
-    raise FileNotFoundError(f"pipeline outputs missing under {ROOT}:\n" + "\n".join(missing))
+require_outputs(ROOT, NEEDS)
 
 plt.rcParams.update({"figure.figsize": (9, 4.2), "axes.grid": True, "grid.alpha": 0.3})
 RAW = ROOT / "data" / "raw"

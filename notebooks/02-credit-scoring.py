@@ -22,7 +22,9 @@ import pandas as pd
 import polars as pl
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from cardlab.artifacts import require_outputs
 from cardlab.config import repo_root
+from cardlab.tasks.credit import read_pd_true
 
 ROOT = repo_root()
 NEEDS = {
@@ -31,20 +33,15 @@ NEEDS = {
     "experiments/credit/validation": "evaluate@credit",
     "data/oracle/pd_true": "simulate",
 }
-missing = [f"  {p}  <- run `dvc repro {s}`" for p, s in NEEDS.items() if not (ROOT / p).exists()]
-if missing:
-    raise FileNotFoundError(f"pipeline outputs missing under {ROOT}:\n" + "\n".join(missing))
+require_outputs(ROOT, NEEDS)
 
 plt.rcParams.update({"figure.figsize": (9, 4.2), "axes.grid": True, "grid.alpha": 0.3})
 EXP = ROOT / "experiments" / "credit"
 metrics = json.loads((EXP / "metrics.json").read_text())
 pred = pl.read_parquet(str(EXP / "predictions.parquet" / "*.parquet")).to_pandas()
-# evaluation reads the sealed oracle: the true 12-month PD of every applicant, declined ones included
-pdt = pl.read_parquet(str(ROOT / "data" / "oracle" / "pd_true" / "*.parquet"))
-if "kind" in pdt.columns:
-    pdt = pdt.filter(pl.col("kind") == "application")
-pdt = pdt.select("customer_id", "snapshot_date", pl.col("pd_12m").alias("pd_true")).to_pandas()
-df = pred.merge(pdt, on=["customer_id", "snapshot_date"], how="left")
+# evaluation reads the sealed oracle: the true 12-month PD of every applicant, declined ones included (the
+# same join the evaluate stage makes)
+df = pred.merge(read_pd_true(ROOT / "data" / "oracle"), on=["customer_id", "snapshot_date"], how="left")
 df["approved"] = df["approved"].astype(bool) if "approved" in df else True
 booked = df[df["approved"] & df["label"].notna()].assign(label=lambda d: d["label"].astype(int))
 print(f"{len(df):,} applications scored, {len(booked):,} booked with a full outcome window")

@@ -20,6 +20,7 @@ import json
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from cardlab.artifacts import require_outputs
 from cardlab.config import repo_root
 
 ROOT = repo_root()
@@ -31,9 +32,7 @@ NEEDS = {
     "experiments/churn/plots/churn_calibration.csv": "evaluate@churn",
     "experiments/churn/plots/value_deciles.csv": "evaluate@churn",
 }
-missing = [f"  {p}  <- run `dvc repro {s}`" for p, s in NEEDS.items() if not (ROOT / p).exists()]
-if missing:
-    raise FileNotFoundError(f"pipeline outputs missing under {ROOT}:\n" + "\n".join(missing))
+require_outputs(ROOT, NEEDS)
 
 plt.rcParams.update({"figure.figsize": (9, 4.2), "axes.grid": True, "grid.alpha": 0.3})
 EXP = ROOT / "experiments" / "churn"

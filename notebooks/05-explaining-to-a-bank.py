@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from cardlab.artifacts import require_outputs
 from cardlab.config import repo_root
 
 ROOT = repo_root()
@@ -33,9 +34,7 @@ NEEDS = {
     f"experiments/{TASK}/explain/fairness.csv": f"explain@{TASK}",
     f"experiments/{TASK}/explain/reason_stability.csv": f"explain@{TASK}",
 }
-missing = [f"  {p}  <- run `dvc repro {s}`" for p, s in NEEDS.items() if not (ROOT / p).exists()]
-if missing:
-    raise FileNotFoundError(f"pipeline outputs missing under {ROOT}:\n" + "\n".join(missing))
+require_outputs(ROOT, NEEDS)
 
 plt.rcParams.update({"figure.figsize": (9, 4.2), "axes.grid": True, "grid.alpha": 0.3})
 glob = json.loads((EXPL / "global_importance.json").read_text())

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from cardlab.artifacts import require_outputs
 from cardlab.config import repo_root
 
 ROOT = repo_root()
@@ -26,9 +27,7 @@ NEEDS = {
     f"experiments/portfolio/{name}": "report"
     for name in ("kpis.json", "kpis.parquet", "vintage.parquet", "roll_rate.parquet", "campaigns.parquet")
 }
-missing = [f"  {p}  <- run `dvc repro {s}`" for p, s in NEEDS.items() if not (ROOT / p).exists()]
-if missing:
-    raise FileNotFoundError(f"pipeline outputs missing under {ROOT}:\n" + "\n".join(missing))
+require_outputs(ROOT, NEEDS)
 
 plt.rcParams.update({"figure.figsize": (9, 4.2), "axes.grid": True, "grid.alpha": 0.3})
 OUT = ROOT / "experiments" / "portfolio"

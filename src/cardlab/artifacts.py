@@ -215,6 +215,15 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def require_outputs(root: str | Path, needs: dict[str, str]) -> None:
+    """Raise FileNotFoundError naming every missing pipeline output (``{path: stage}``, paths relative to
+    ``root``) and the ``dvc repro`` stage that makes it: a notebook's first cell, before it reads anything."""
+    root = Path(root)
+    missing = [f"  {p}  <- run `dvc repro {s}`" for p, s in needs.items() if not (root / p).exists()]
+    if missing:
+        raise FileNotFoundError(f"pipeline outputs missing under {root}:\n" + "\n".join(missing))
+
+
 def read_json(path: str | Path, *, what: str, remedy: str) -> Any:
     """Parse the JSON file ``path`` (``what`` it is, e.g. "the model's feature list"); a missing or malformed
     file raises an error that names the path and the ``remedy`` (e.g. "re-run `cardlab train credit`")."""
