@@ -362,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "stop":
         print("stopped: " + (", ".join(stop(args.dir)) or "nothing was running"))
     else:
-        svc = Services.read(args.dir)
-        print(json.dumps(svc.env, indent=2) if svc else "no services (run `make services`)")
+        found = Services.read(args.dir)
+        print(json.dumps(found.env, indent=2) if found else "no services (run `make services`)")
     return 0
 
 
