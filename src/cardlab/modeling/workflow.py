@@ -26,6 +26,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import polars as pl
+import xgboost as xgb
 from pydantic import BaseModel
 
 from cardlab import taskspec, tracking
@@ -295,7 +296,7 @@ def verified_run(out: Path, digest: str) -> dict:
     return pointer
 
 
-def load_model(out: Path) -> tuple[object, list[str], dict[str, int]]:
+def load_model(out: Path) -> tuple[xgb.Booster, list[str], dict[str, int]]:
     """The booster, feature list and directions in ``out/model/``; remembers their digest for registration."""
     out = Path(out)
     digest = model_digest(out)
