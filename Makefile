@@ -39,13 +39,15 @@ run: venv ## run the whole DVC pipeline (params.yaml; PRESET=dev / SEED=11 switc
 test: venv-dev ## lint + the whole test suite (pipeline-level tests are marked slow)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 repro-check: venv ## CI check: a second repro does nothing, a forced re-run leaves dvc.lock unchanged
 	bash .ci/repro_check.sh
 
-lint: venv-dev ## ruff lint + format check
+lint: venv-dev ## ruff lint + format check + mypy
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: venv-dev ## apply ruff formatting
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
