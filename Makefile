@@ -40,13 +40,15 @@ test: venv-dev ## lint + import layers + the whole test suite (pipeline-level te
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 repro-check: venv ## CI check: a second repro does nothing, a forced re-run leaves dvc.lock unchanged
 	bash .ci/repro_check.sh
 
-lint: venv-dev ## ruff lint + format check
+lint: venv-dev ## ruff lint + format check + mypy
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: venv-dev ## apply ruff formatting
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cardlab.cli import app
-from cardlab.config import ParamsError, load_params, params_hash, parse_params
+from cardlab.config import ParamsError, apply_overrides, load_params, params_hash, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,6 +116,14 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("simulate: [unclosed")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_set_value_that_yaml_cannot_read():
+    # a scanner error carries .problem; a ReaderError (a control character) does not: both are ParamsError
+    with pytest.raises(ParamsError, match=r"^--set tune.n_trials=\[: the value is not valid YAML"):
+        apply_overrides({}, ["tune.n_trials=["])
+    with pytest.raises(ParamsError, match=r"the value is not valid YAML \(unacceptable character"):
+        apply_overrides({}, ["tune.n_trials=\x01"])
 
 
 def test_params_hash_changes_with_values():

@@ -66,7 +66,7 @@ def is_stale_tmp(entry: Path) -> bool:
 
 def sweep_stale(folder: Path) -> list[Path]:
     """Remove the temporary entries in ``folder`` left by killed writers; return what was removed."""
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():

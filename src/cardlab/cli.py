@@ -14,7 +14,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import typer
 from rich.console import Console
@@ -353,7 +353,7 @@ def serve(
     import uvicorn
 
     from cardlab.config import repo_root
-    from cardlab.serve.app import Settings, create_app
+    from cardlab.serve.app import Settings, SqliteSynchronous, create_app
     from cardlab.tracking import tracking_uri
 
     settings = Settings(
@@ -362,7 +362,7 @@ def serve(
         limit=limit,
         store=store,
         log_url=log_url or f"sqlite:///{repo_root() / 'decisions.db'}",
-        sqlite_synchronous=sqlite_sync.upper(),
+        sqlite_synchronous=cast(SqliteSynchronous, sqlite_sync.upper()),  # Settings validates it
         max_body_bytes=max_body_bytes,
         refer_band=refer_band,
     )

@@ -335,7 +335,7 @@ class ChurnParams(StrictModel):
     value_num_boost_round: PositiveInt = 300
     # uplift learners fitted on the randomised campaign rows (train split), selected on the valid split
     uplift_learners: list[UpliftLearner] = Field(
-        default_factory=lambda: ["t_learner", "x_learner", "dr_learner"]
+        default_factory=lambda: list[UpliftLearner](["t_learner", "x_learner", "dr_learner"])
     )
     # the reported uplift: "ensemble" = the mean of the learners' CATE estimates; or the learner a validation
     # score picks (all learners are reported and graded either way, and so is what each score would pick)
@@ -647,7 +647,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         try:
             node[parts[-1]] = yaml.safe_load(value)
         except yaml.YAMLError as err:
-            raise ParamsError(f"--set {item}: the value is not valid YAML ({err.problem})") from None
+            # only marked (scanner/parser) errors carry .problem; a ReaderError (e.g. a control character) does not
+            problem = err.problem if isinstance(err, yaml.MarkedYAMLError) else err
+            raise ParamsError(f"--set {item}: the value is not valid YAML ({problem})") from None
     return raw
 
 

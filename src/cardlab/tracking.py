@@ -176,7 +176,9 @@ def git_state() -> dict[str, str]:
 
 def _dataset(path: Path, name: str) -> MetaDataset:
     digest = dir_digest(path)[:16] if path.exists() else "missing"
-    return MetaDataset(source=resolve_dataset_source(str(path.resolve())), name=name, digest=digest)
+    # mlflow's Dataset marks `profile` @abstractmethod without being an ABC; MetaDataset is its concrete class
+    source = resolve_dataset_source(str(path.resolve()))
+    return MetaDataset(source=source, name=name, digest=digest)  # type: ignore[abstract]
 
 
 @contextlib.contextmanager

@@ -109,7 +109,7 @@ def load_truth(path: Path, task: str) -> dict[str, Any]:
                     return src[k]
         return default
 
-    drivers_raw = next(
+    drivers_raw: Any = next(  # parsed JSON: a mapping or a list of driver entries
         (block[k] for k in ("drivers", "true_drivers", "causal", "customers") if k in block), {}
     )
     drivers: dict[str, float] = {}

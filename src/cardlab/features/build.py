@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -38,6 +39,9 @@ from cardlab.features.snapshots import churn_snapshots, credit_snapshots, limit_
 from cardlab.features.static import static_catalog, tenure_feature
 from cardlab.features.windows import Family, LeakageError, assert_cutoff, window_sums
 from cardlab.taskspec import FRAMES
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 KEYS = ("customer_id", "snapshot_date", "split", "label")
 
@@ -205,8 +209,8 @@ class _Steps:
     def __init__(self, enabled: bool, total: int) -> None:
         self.enabled = enabled
         self.total = total
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
     @contextlib.contextmanager
     def run(self) -> Iterator[_Steps]:
@@ -226,7 +230,7 @@ class _Steps:
             yield self
 
     def step(self, text: str) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:  # set together in run()
             self._progress.update(self._task, advance=1, description=text)
 
 
@@ -512,8 +516,8 @@ def compute_task_frames(
         categories, ptypes = list(vocabulary.categories), list(vocabulary.payment_types)
 
     # ---- snapshots and labels --------------------------------------------------------------------------
-    credit = credit_applications(tables, cal, params)
-    limit = _apply_split(
+    credit_lf = credit_applications(tables, cal, params)
+    limit_lf = _apply_split(
         limit_snapshots(
             tables["applications"],
             tables["cards"],
@@ -526,14 +530,14 @@ def compute_task_frames(
         "limit",
     )
     if vocabulary is not None and vocabulary.decision_id_offset:
-        ids = limit.collect_schema()["decision_id"]
-        limit = limit.with_columns((pl.col("decision_id") + vocabulary.decision_id_offset).cast(ids))
-    churn = _apply_split(
+        ids = limit_lf.collect_schema()["decision_id"]
+        limit_lf = limit_lf.with_columns((pl.col("decision_id") + vocabulary.decision_id_offset).cast(ids))
+    churn_lf = _apply_split(
         churn_snapshots(tables["cards"], tables["statements"], tables["retention_offers"], cal, params),
         params,
         "churn",
     ).with_columns(pl.col("t").cast(pl.Int32))
-    credit, limit, churn = pl.collect_all([credit, limit, churn])
+    credit, limit, churn = pl.collect_all([credit_lf, limit_lf, churn_lf])
     steps.step("snapshots and labels")
 
     # ---- account-level windowed features (once per distinct card-month) ----------------------------------

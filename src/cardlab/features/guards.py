@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import polars as pl
 
@@ -16,7 +18,7 @@ def single_feature_auc(x: pl.Series, y: pl.Series) -> float:
     n0 = frame.height - n1
     if n1 == 0 or n0 == 0:
         return 0.5
-    lo = frame["x"].min()
+    lo = cast("float | None", frame["x"].min())  # polars types min() as any Python literal; x is Float64
     fill = (lo - 1.0) if lo is not None else 0.0
     ranks = frame.select(pl.col("x").fill_null(fill).rank("average")).to_series().to_numpy()
     r1 = float(np.sum(ranks[frame["y"].to_numpy() == 1]))

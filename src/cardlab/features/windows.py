@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import polars as pl
 
@@ -127,8 +128,9 @@ def _as_of_rows(cum: pl.DataFrame, out: pl.DataFrame, key: str, o: int) -> pl.Se
     — the same rows ``join_asof(by=key, strategy="backward")`` finds, several times faster; any other key
     type falls back to ``join_asof``."""
     if cum[key].dtype.is_integer() and out[key].dtype.is_integer() and cum.height:
-        lo = min(int(cum[MONTH_COL].min()), int(out["t"].min()) - 1 - o)
-        span = max(int(cum[MONTH_COL].max()), int(out["t"].max())) - lo + 2
+        # polars types Series.min/max as any Python literal; both columns are integer month indices
+        lo = min(int(cast(int, cum[MONTH_COL].min())), int(cast(int, out["t"].min())) - 1 - o)
+        span = max(int(cast(int, cum[MONTH_COL].max())), int(cast(int, out["t"].max()))) - lo + 2
         packed = cum[key].cast(pl.Int64) * span + (cum[MONTH_COL].cast(pl.Int64) - lo)
         probe = out[key].cast(pl.Int64) * span + (out["t"].cast(pl.Int64) - 1 - o - lo)
         idx = packed.search_sorted(probe, side="right").cast(pl.Int64) - 1

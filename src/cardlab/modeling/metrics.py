@@ -14,6 +14,7 @@ no global random state (randomised functions take an explicit ``seed``).
 from __future__ import annotations
 
 import math
+from typing import SupportsInt, cast
 
 import numpy as np
 import pandas as pd
@@ -415,7 +416,8 @@ def bin_edges(expected, bins: int = 10) -> np.ndarray:
 
 def _resolve_splits(expected: np.ndarray, bins) -> np.ndarray:
     if np.isscalar(bins):
-        return bin_edges(expected, int(bins))
+        # np.isscalar narrows to numpy's scalar union (str, bytes, ...), which int() is not typed to accept
+        return bin_edges(expected, int(cast(SupportsInt, bins)))
     s = np.asarray(bins, dtype=np.float64)
     if s.ndim != 1 or np.any(np.diff(s) <= 0):
         raise ValueError("explicit bins must be a strictly increasing 1-d array of interior split points")

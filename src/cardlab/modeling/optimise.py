@@ -292,8 +292,8 @@ def solve_mckp(
 
 def brute_force_mckp(
     value: np.ndarray, weights: np.ndarray, capacity: np.ndarray, allowed: np.ndarray | None = None
-) -> tuple[np.ndarray, float]:
-    """Exhaustive optimum of a tiny MCKP (tests only): returns (choice, objective); -inf if infeasible."""
+) -> tuple[np.ndarray | None, float]:
+    """Exhaustive optimum of a tiny MCKP (tests only): returns (choice, objective); (None, -inf) if infeasible."""
     import itertools
 
     value, weights, capacity, allowed = _check(value, weights, capacity, allowed)

@@ -20,6 +20,8 @@ scikit-learn estimator dozens of times, while one ``xgb.train`` per repeat fits 
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import xgboost as xgb
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -99,7 +101,9 @@ def _one_repeat(x, y, gidx, per_customer, names, params, tune: TuneParams, seed:
         else:
             shadow[:, j] = x[rng.permutation(len(x)), j]
     dm = xgb.DMatrix(np.hstack([x, shadow]), label=y, feature_names=names, nthread=tune.nthread)
-    gain = xgb.train(params, dm, num_boost_round=tune.screen_rounds).get_score(importance_type="total_gain")
+    booster = xgb.train(params, dm, num_boost_round=tune.screen_rounds)
+    # get_score is typed float | list[float] per feature; a tree booster's total_gain is always a float
+    gain = cast(dict[str, float], booster.get_score(importance_type="total_gain"))
     n = x.shape[1]
     bar = max((gain.get(f, 0.0) for f in names[n:]), default=0.0)
     return np.array([gain.get(f, 0.0) > bar for f in names[:n]], dtype=float)

@@ -28,10 +28,11 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import filelock
 import optuna
+import optuna.storages.journal  # explicit, so type checkers see the submodule
 import xgboost as xgb
 from optuna.trial import TrialState
 from optuna_integration import XGBoostPruningCallback
@@ -166,7 +167,7 @@ def run_study(
     dtrain: xgb.DMatrix,
     dvalid: xgb.DMatrix,
     fixed: dict[str, Any] | None = None,
-    direction: str = "maximize",
+    direction: Literal["minimize", "maximize"] = "maximize",
     metric: str = "auc",
     experiment_name: str,
     on_trial: Callable[[int], None] | None = None,
@@ -231,7 +232,7 @@ def _run_locked_study(
     dtrain: xgb.DMatrix,
     dvalid: xgb.DMatrix,
     fixed: dict[str, Any] | None,
-    direction: str,
+    direction: Literal["minimize", "maximize"],
     metric: str,
     experiment_name: str,
     on_trial: Callable[[int], None] | None,

@@ -230,14 +230,17 @@ def validation_pack(
         res["oot_oracle_gini"] = _safe(model_metrics.gini, y_t, o_t)
         res["oot_oracle_brier"] = _safe(model_metrics.brier, y_t, o_t)
         res["oot_oracle_recall_at_10pct"] = _safe(model_metrics.recall_at, y_t, o_t, 0.1)
-        res["oot_auc_gap_to_oracle"] = float(res["oot_oracle_auc"] - res[f"{t}_auc"])
+        oracle_auc, model_auc = res["oot_oracle_auc"], res[f"{t}_auc"]
+        if oracle_auc is None or model_auc is None:
+            raise ValueError(f"{t}: the AUC of the model or of the oracle column {oracle_col!r} is undefined")
+        res["oot_auc_gap_to_oracle"] = float(oracle_auc - model_auc)
     for name, col in baseline_cols.items():
         b_t = arr(t, col).astype(np.float64)
         curves[name] = b_t
         res[f"{name}_oot_auc"] = _safe(model_metrics.auc, y_t, b_t)
         res[f"delong_vs_{name}_p"] = float(model_metrics.delong_test(y_t, p_t, b_t)["p_value"])
 
-    res["oot_psi"] = model_metrics.psi(p_r, p_t, bins=10)
+    res["oot_psi"] = oot_psi = model_metrics.psi(p_r, p_t, bins=10)
     hl_stat, hl_p = model_metrics.hosmer_lemeshow(y_t, p_t, groups=10)
     res["oot_hosmer_lemeshow_stat"], res["oot_hosmer_lemeshow_p"] = hl_stat, hl_p
 
@@ -347,7 +350,7 @@ def validation_pack(
     # --- PNG plots
     _plot_roc(roc_df, res, list(curves), t, out / "roc_oot.png")
     _plot_reliability(cal_df[cal_df["split"] == t], res, t, out / "reliability_oot.png")
-    _plot_score_dist(p_r, p_t, res["oot_psi"], reference_split, t, out / "score_distribution.png")
+    _plot_score_dist(p_r, p_t, oot_psi, reference_split, t, out / "score_distribution.png")
     _plot_gains(gains_df, res, t, out / "gains_oot.png")
     _plot_psi_month(psi_month, reference_split, out / "psi_by_month.png")
 

@@ -21,10 +21,13 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import polars as pl
+import xgboost as xgb
+from pydantic import BaseModel
 
 from cardlab import taskspec, tracking
 from cardlab.artifacts import atomic_dir, dir_digest, fault_point, read_json, write_json
@@ -127,7 +130,7 @@ def tune_task(
     )
     best = study.best_trial
     result = {
-        "best_value": round(float(best.value), 6),
+        "best_value": round(float(cast(float, best.value)), 6),  # the best trial is COMPLETE: value is set
         "metric": f"valid_{metric}",
         "n_trials": sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials),
         "n_pruned": sum(t.state.name == "PRUNED" for t in study.trials),
@@ -293,7 +296,7 @@ def verified_run(out: Path, digest: str) -> dict:
     return pointer
 
 
-def load_model(out: Path) -> tuple[object, list[str], dict[str, int]]:
+def load_model(out: Path) -> tuple[xgb.Booster, list[str], dict[str, int]]:
     """The booster, feature list and directions in ``out/model/``; remembers their digest for registration."""
     out = Path(out)
     digest = model_digest(out)
@@ -321,7 +324,7 @@ def log_evaluation(
     *,
     passed: bool,
     description: str,
-    params_slice: object,
+    params_slice: BaseModel | dict[str, Any],
     artifacts: dict[str, Path],
     registry_note: str,
     extra_params: dict | None = None,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -167,7 +168,7 @@ def evaluate_campaign(
     # incremental ROI over the offers sent in the random arm (every random-arm account is offered)
     n_offered = int(rnd["treated"].cast(pl.Int64).sum())
     cost = n_offered * params.offer_cost_yuan
-    value = float(ctl["pre_margin_yuan"].mean()) * params.retained_value_months
+    value = float(cast(float, ctl["pre_margin_yuan"].mean())) * params.retained_value_months
     incr_retained = ate * n1
     incr_margin = incr_retained * value
 
@@ -195,7 +196,7 @@ def load_truth(oracle: Path) -> pl.DataFrame | None:
 def design_shares(params: ReportParams, control_share: float) -> dict[str, float]:
     """Designed arm shares among eligible accounts (params override, else the world's design)."""
     if params.design_arm_shares is not None:
-        return dict(params.design_arm_shares)
+        return dict(params.design_arm_shares.items())
     rest = (1.0 - control_share) / 2
     return {"control": control_share, "random": rest, "targeted": rest}
 
@@ -221,7 +222,9 @@ def evaluate_campaigns(
     exp = pre_period(world, exp, params.cuped_pre_months, statement_rows)
     truth = load_truth(oracle)
     has_truth = truth is not None and "tau" in truth.columns
-    if has_truth:
+    if (
+        has_truth and truth is not None
+    ):  # (has_truth implies truth is not None; the check narrows it for mypy)
         truth = truth.with_columns(pl.col("campaign_month").dt.month_start())
         keys = [k for k in KEYS if k in truth.columns and k in exp.columns]
         tcols = [c for c in ("tau", "y0", "y1") if c in truth.columns]
@@ -233,10 +236,10 @@ def evaluate_campaigns(
             r["arm"]: int(r["n"])
             for r in counts.filter(pl.col("campaign_month") == month).iter_rows(named=True)
         }
-        r: dict[str, object] = {"campaign_month": month, **evaluate_campaign(df, params, design, arm_counts)}
+        r: dict[str, Any] = {"campaign_month": month, **evaluate_campaign(df, params, design, arm_counts)}
         if has_truth:
             treated = df.filter((pl.col("arm") == "random") & pl.col("treated") & pl.col("tau").is_not_null())
-            t = float(treated["tau"].mean()) if treated.height else float("nan")
+            t = float(cast(float, treated["tau"].mean())) if treated.height else float("nan")
             r["true_tau_treated"] = t
             if "ate_ci_lo" in r and not math.isnan(t):
                 r["covered"] = bool(r["ate_ci_lo"] <= t <= r["ate_ci_hi"])
@@ -256,9 +259,9 @@ def evaluate_campaigns(
             pos = factual.filter(pl.col("_y"))
             neg = factual.filter(~pl.col("_y"))
             if pos.height:
-                diag["campaign_outcome_sensitivity"] = round(float(pos["churn"].mean()), 6)
+                diag["campaign_outcome_sensitivity"] = round(float(cast(float, pos["churn"].mean())), 6)
             if neg.height:
-                diag["campaign_outcome_specificity"] = round(float(1 - neg["churn"].mean()), 6)
+                diag["campaign_outcome_specificity"] = round(float(1 - cast(float, neg["churn"].mean())), 6)
     table = pl.DataFrame(rows, infer_schema_length=None).sort("campaign_month") if rows else pl.DataFrame()
     return table, diag
 
@@ -280,15 +283,15 @@ def summarise(campaigns: pl.DataFrame, params: ReportParams) -> dict[str, float]
         campaign_ate_pooled_ci_lo=pooled - z * pse,
         campaign_ate_pooled_ci_hi=pooled + z * pse,
         campaign_srm_flags=float(c["srm_flag"].sum()),
-        campaign_cuped_variance_reduction_mean=float(c["cuped_variance_reduction"].mean()),
+        campaign_cuped_variance_reduction_mean=float(cast(float, c["cuped_variance_reduction"].mean())),
     )
     if "offer_cost_yuan" in c.columns:
         cost = float(c["offer_cost_yuan"].sum())
         margin = float(c["incremental_margin_yuan"].sum())
         out["campaign_incremental_roi_total"] = (margin - cost) / cost if cost > 0 else float("nan")
     if "covered" in c.columns:
-        out["campaign_ci_coverage"] = float(c["covered"].mean())
-        out["campaign_cuped_ci_coverage"] = float(c["cuped_covered"].mean())
+        out["campaign_ci_coverage"] = float(cast(float, c["covered"].mean()))
+        out["campaign_cuped_ci_coverage"] = float(cast(float, c["cuped_covered"].mean()))
         tw = c["n_random"].to_numpy().astype(float)
         out["campaign_true_tau_mean"] = float((c["true_tau_treated"].to_numpy() * tw).sum() / tw.sum())
         if "true_incremental_roi" in c.columns:

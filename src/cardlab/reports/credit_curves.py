@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import polars as pl
 
 from cardlab.config import ReportParams
@@ -135,7 +137,7 @@ def roll_rate_matrix(trans: pl.DataFrame) -> pl.DataFrame:
 def forward_roll_rates(trans: pl.DataFrame) -> pl.DataFrame:
     """Monthly forward roll rates (current->1-29, 1-29->30-59, 30-59->60-89, 60-89->90+)."""
     steps = list(zip(BUCKET_ORDER[:-1], BUCKET_ORDER[1:], strict=True))
-    out = None
+    out: pl.DataFrame | None = None
     for a, b in steps:
         name = f"roll_{a}_to_{b}"
         part = (
@@ -144,7 +146,14 @@ def forward_roll_rates(trans: pl.DataFrame) -> pl.DataFrame:
             .agg(((pl.col("to_state") == b).sum() / pl.len()).alias(name))
         )
         out = part if out is None else out.join(part, on="month", how="full", coalesce=True)
+    if out is None:  # unreachable: BUCKET_ORDER is fixed and has several states
+        raise ValueError("no roll-rate steps: BUCKET_ORDER needs at least two states")
     return out.sort("month")
+
+
+def _sum(s: pl.Series) -> float:
+    """``s.sum()`` of a numeric column, unchanged: polars types it as int | float | Decimal."""
+    return cast(float, s.sum())
 
 
 def bad_definition_evidence(
@@ -230,10 +239,10 @@ def bad_definition_evidence(
         )
         at_h = m.filter(pl.col("mob") == h)
         at_2h = m.filter(pl.col("mob") == 2 * h)
-        if at_2h["b90"].sum() > 0:
-            put(f"vintage_90p_share_reached_by_mob{h}_of_mob{2 * h}", at_h["b90"].sum() / at_2h["b90"].sum())
-        put(f"vintage_ever_90p_mob{h}", at_h["b90"].sum() / at_h["accounts"].sum())
-        put(f"vintage_ever_90p_mob{2 * h}", at_2h["b90"].sum() / at_2h["accounts"].sum())
-        put(f"vintage_ever_30p_mob{h}", at_h["b30"].sum() / at_h["accounts"].sum())
+        if _sum(at_2h["b90"]) > 0:
+            put(f"vintage_90p_share_reached_by_mob{h}_of_mob{2 * h}", _sum(at_h["b90"]) / _sum(at_2h["b90"]))
+        put(f"vintage_ever_90p_mob{h}", _sum(at_h["b90"]) / _sum(at_h["accounts"]))
+        put(f"vintage_ever_90p_mob{2 * h}", _sum(at_2h["b90"]) / _sum(at_2h["accounts"]))
+        put(f"vintage_ever_30p_mob{h}", _sum(at_h["b30"]) / _sum(at_h["accounts"]))
         put("vintage_cohorts_mature", float(len(full)))
     return ev

@@ -238,7 +238,7 @@ def _html(
         ),
     ]
     if "campaigns" in by_key:
-        cols = [
+        cols: list[str] = [
             c
             for c in (
                 "campaign_month",

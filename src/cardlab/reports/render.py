@@ -11,6 +11,7 @@ import base64
 import html
 import io
 from dataclasses import dataclass
+from typing import cast
 
 import matplotlib
 
@@ -259,7 +260,7 @@ def chart_vintage(curves: pl.DataFrame, horizon: int) -> Chart:
     fig.suptitle("Vintage curves by booking cohort")
     at = curves.filter(pl.col("mob") == horizon)
     take = (
-        f"At {horizon} months on book, ever-90+ ranges {_pct(at['ever_90p'].min())}-{_pct(at['ever_90p'].max())} "
+        f"At {horizon} months on book, ever-90+ ranges {_pct(cast(float, at['ever_90p'].min()))}-{_pct(cast(float, at['ever_90p'].max()))} "
         "across cohorts observed that long."
         if at.height
         else "No cohort is observed long enough for the bad horizon."
@@ -337,7 +338,7 @@ def chart_campaigns(campaigns: pl.DataFrame) -> Chart | None:
         ax[1].legend(fontsize=7)
     fig.suptitle("Retention campaigns with a random holdout")
     cov = (
-        f"; {100 * float(c['covered'].mean()):.0f}% of CIs cover the oracle effect"
+        f"; {100 * float(cast(float, c['covered'].mean())):.0f}% of CIs cover the oracle effect"
         if "covered" in c.columns
         else ""
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Literal, cast, overload
 
 import polars as pl
 
@@ -31,6 +32,10 @@ EXIT_STATES = ["charged_off", "closed"]
 CUTS = ("portfolio", "vintage", "acquisition_channel", "city_tier", "partner_bank")
 
 
+@overload
+def read_table(root: Path, name: str, *, required: Literal[True] = True) -> pl.DataFrame: ...
+@overload
+def read_table(root: Path, name: str, *, required: bool) -> pl.DataFrame | None: ...
 def read_table(root: Path, name: str, *, required: bool = True) -> pl.DataFrame | None:
     """Read ``root/<name>/*.parquet`` (all parts) into one frame, sorted by nothing (callers sort)."""
     folder = Path(root) / name
@@ -256,8 +261,9 @@ def load_world(raw: Path, params: ReportParams) -> World:
         apps = apps.rename({"_cust_bank": "partner_bank"})
     apps = apps.with_columns(pl.col("partner_bank").fill_null("unknown"))
 
-    first_month = st["month"].min()
-    last_month = st["month"].max()
+    # polars types Series.min/max as any Python literal; "month" is a Date column
+    first_month = cast(date, st["month"].min())
+    last_month = cast(date, st["month"].max())
     return World(
         customers=customers,
         invitations=inv,

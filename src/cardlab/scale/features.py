@@ -30,6 +30,7 @@ import math
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 import pyarrow as pa
@@ -39,6 +40,7 @@ from cardlab.artifacts import PARQUET_OPTS, atomic_dir, write_json
 from cardlab.config import EngineParams, FeaturesParams
 from cardlab.errors import InputDataError
 from cardlab.features.build import (
+    TaskFrames,
     WorldVocabulary,
     compute_task_frames,
     credit_applications,
@@ -251,6 +253,8 @@ class _RowGroupWriter:
             self._flush(self.buffered)
         if self.writer is None:  # no row at all: the local writer's empty file
             self._write(empty)
+        if self.writer is None:  # _write always opens it
+            raise RuntimeError(f"{self.path}: the parquet writer was not opened")
         self.writer.close()
 
 
@@ -262,12 +266,10 @@ def merge_task(task: str, parts: list[PartitionOutput], path: Path) -> int:
     for p in parts:
         for m, group in p.months[task]:
             by_month.setdefault(m, []).append((p.shard, group))
-    empty = pl.from_arrow(files[parts[0].shard].schema_arrow.empty_table())
+    empty = _frame(files[parts[0].shard].schema_arrow.empty_table())
     rows = 0
     for m in sorted(by_month):
-        month = pl.concat(
-            [pl.from_arrow(files[s].read_row_group(g)) for s, g in sorted(by_month[m])], rechunk=True
-        )
+        month = pl.concat([_frame(files[s].read_row_group(g)) for s, g in sorted(by_month[m])], rechunk=True)
         month = month.sort(_sort_keys(month.columns))
         rows += month.height
         writer.append(month)
@@ -341,20 +343,18 @@ def build_partitioned(
         shutil.rmtree(staging)
         for task in FRAMES:
             canary(task, tmp / task / "part-0.parquet", first.features[task])
-        tf = _Frames(first.specs, first.features, {t: _columns(tmp / t / "part-0.parquet") for t in FRAMES})
+        # zero-row frames: the dictionary reads only the specs, the feature lists and the frames' columns
+        columns = {t: _columns(tmp / t / "part-0.parquet") for t in FRAMES}
+        tf = TaskFrames(frames=columns, specs=first.specs, features=first.features)
         write_json(dictionary_json(tf, params, cal, rows), tmp / "feature_dictionary.json")
     return {"rows": rows, "features": {t: len(v) for t, v in first.features.items()}}
 
 
 def _columns(path: Path) -> pl.DataFrame:
     """A zero-row frame with the columns of ``path`` (what dictionary_json reads besides the row count)."""
-    return pl.from_arrow(pq.read_schema(path).empty_table())
+    return _frame(pq.read_schema(path).empty_table())
 
 
-@dataclass
-class _Frames:
-    """The parts of ``TaskFrames`` the dictionary reads: specs, feature lists, the frames' columns."""
-
-    specs: list[FeatureSpec]
-    features: dict[str, list[str]]
-    frames: dict[str, pl.DataFrame]
+def _frame(table: pa.Table) -> pl.DataFrame:
+    """``pl.from_arrow`` of a table, which is always a DataFrame (polars types it DataFrame | Series)."""
+    return cast(pl.DataFrame, pl.from_arrow(table))

@@ -36,6 +36,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 STATE = Path(".services")
 ENV_FILE = "env"
@@ -124,7 +125,7 @@ class PostgresServer:
                 "initdb", "-D", str(self.data), "-A", "trust", "-U", "cardlab", "--no-sync", "-E", "UTF8"
             )
 
-    def start(self) -> PostgresServer:
+    def start(self) -> Self:
         self.init()
         opts = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
@@ -362,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "stop":
         print("stopped: " + (", ".join(stop(args.dir)) or "nothing was running"))
     else:
-        svc = Services.read(args.dir)
-        print(json.dumps(svc.env, indent=2) if svc else "no services (run `make services`)")
+        found = Services.read(args.dir)
+        print(json.dumps(found.env, indent=2) if found else "no services (run `make services`)")
     return 0
 
 

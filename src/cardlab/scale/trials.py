@@ -31,7 +31,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeGuard, cast
 
 import optuna
 import xgboost as xgb
@@ -52,8 +52,10 @@ def batched(tune: TuneParams, engine: EngineParams) -> bool:
     return tune.parallel_trials > 1 or engine.kind == "dask"
 
 
-def is_postgres(url: str | None) -> bool:
-    return bool(url) and url.split(":", 1)[0].split("+")[0] in ("postgresql", "postgres")
+def is_postgres(url: str | None) -> TypeGuard[str]:
+    if not url:
+        return False
+    return url.split(":", 1)[0].split("+")[0] in ("postgresql", "postgres")
 
 
 @contextlib.contextmanager
@@ -114,6 +116,11 @@ def _storage(tune: TuneParams, out_dir: Path, engine: EngineParams) -> Any:
     return storage_for(tune, out_dir)
 
 
+def _value(trial: optuna.trial.FrozenTrial) -> float:
+    """The objective value of a COMPLETE trial (optuna types FrozenTrial.value as float | None)."""
+    return cast(float, trial.value)
+
+
 class EarlierBatchesPruner(optuna.pruners.BasePruner):
     """Median pruning against the *completed trials of earlier batches* only (for B = 1: every completed
     trial, i.e. the sequential study's ``MedianPruner``): a sibling in the same batch that finishes first
@@ -123,7 +130,9 @@ class EarlierBatchesPruner(optuna.pruners.BasePruner):
         self._median = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=20)
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        return self._median.prune(_EarlierBatches(study, trial.user_attrs["batch"]), trial)
+        # _EarlierBatches provides the part of the Study interface MedianPruner reads (duck-typed)
+        view = cast(optuna.Study, _EarlierBatches(study, trial.user_attrs["batch"]))
+        return self._median.prune(view, trial)
 
 
 class _EarlierBatches:
@@ -238,7 +247,7 @@ def run_batched_study(
     base: dict[str, Any],
     dtrain: xgb.DMatrix,
     dvalid: xgb.DMatrix,
-    direction: str,
+    direction: Literal["minimize", "maximize"],
     metric: str,
     experiment_name: str,
     engine: EngineParams,
@@ -318,7 +327,7 @@ def run_batched_study(
         finished = history(study, n_batches)
         best = max(
             (t for t in finished if t.state == TrialState.COMPLETE),
-            key=lambda t: t.value if direction == "maximize" else -t.value,
+            key=lambda t: _value(t) if direction == "maximize" else -_value(t),
         )
         tracking.log_params({f"best_{k}": v for k, v in best.params.items()})
         tracking.log_metrics({f"best_valid_{metric}": best.value, "n_trials": len(finished)})

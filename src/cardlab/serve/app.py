@@ -15,11 +15,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -46,6 +46,9 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.
                    0.25, 0.5, 1.0, 2.5)  # fmt: skip
 
 
+SqliteSynchronous = Literal["FULL", "EXTRA", "NORMAL"]
+
+
 class Settings(BaseModel):
     """What ``cardlab serve`` configures (docs/serving.md)."""
 
@@ -56,11 +59,12 @@ class Settings(BaseModel):
     limit: str = "champion"  # alias or version of cardlab-limit
     store: Path = Path("data/online")
     log_url: str = "sqlite:///decisions.db"
-    sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = "FULL"
-    max_body_bytes: int = Field(16_384, ge=256, le=1_048_576)
-    refer_band: float = Field(0.1, ge=0.0, lt=1.0)
-    top_k: int = Field(4, ge=1, le=10)
-    warm_up: int = Field(20, ge=0)
+    sqlite_synchronous: SqliteSynchronous = "FULL"
+    # default= by keyword: type checkers read a positional Field default as "no default"
+    max_body_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    refer_band: float = Field(default=0.1, ge=0.0, lt=1.0)
+    top_k: int = Field(default=4, ge=1, le=10)
+    warm_up: int = Field(default=20, ge=0)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -286,7 +290,7 @@ def request_sha256(body: DecisionRequest) -> str:
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
 
 
-def _error(status: int, code: str, detail, headers: dict | None = None) -> JSONResponse:
+def _error(status: int, code: str, detail, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -369,7 +373,7 @@ def create_app(settings: Settings, *, engine: DecisionEngine | None = None) -> F
         codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), exc.headers)
 
-    responses = {
+    responses: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorResponse, "description": "the body is not parseable (not UTF-8 JSON)"},
         404: {"model": ErrorResponse, "description": "unknown customer or no feature snapshot for the date"},
         409: {"model": ErrorResponse, "description": "idempotency key reused for a different request"},
@@ -390,7 +394,10 @@ def create_app(settings: Settings, *, engine: DecisionEngine | None = None) -> F
         # the header (the IETF Idempotency-Key draft) wins over the body field; none: a fresh key (no retry)
         key = (idempotency_key or "").strip() or body.idempotency_key or uuid.uuid4().hex
         sha = request_sha256(body)
-        prior = state.log.get(key)
+        decisions = state.log
+        if decisions is None:  # opened by the lifespan before the first request
+            raise RuntimeError("the decision log is not open")
+        prior = decisions.get(key)
         if prior is not None:
             if prior[0] != sha:
                 metrics.errors.labels("idempotency_conflict").inc()
@@ -413,7 +420,7 @@ def create_app(settings: Settings, *, engine: DecisionEngine | None = None) -> F
         doc["elapsed_ms"] = round((decided - tick) * 1e3, 3)
         record = Record(key, doc["decision_id"], sha, body.customer_id, doc["decision"], doc)
         try:
-            stored = await state.log.commit(record)
+            stored = await decisions.commit(record)
         except IdempotencyConflict:
             metrics.errors.labels("idempotency_conflict").inc()
             return _error(

@@ -20,10 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
+from cardlab.config import Params
 from cardlab.explain import reasons as reason_codes
 from cardlab.explain import shap_values
 from cardlab.serve.features import OnlineFeatures
@@ -169,9 +171,11 @@ class DecisionEngine:
         frame = pd.DataFrame(x_limit[None, :], columns=self.limit_names)
         frame["line_before_fen"] = np.nan
         frame["decision_type"] = "initial"
-        lines, allowed = L.line_options(frame, lm.policy)
+        # the registry's policy stands in for Params: .limit and .simulate.economics, all these read
+        policy = cast(Params, lm.policy)
+        lines, allowed = L.line_options(frame, policy)
         resp = L.predict_responses(lm.models, lm.meta, frame, lines)
-        profit, loss = L.profit_and_loss(resp["spend"], resp["revolve"], resp["default"], lines, lm.policy)
+        profit, loss = L.profit_and_loss(resp["spend"], resp["revolve"], resp["default"], lines, policy)
         value = profit - lm.prices["exposure"] * lines - lm.prices["expected_loss"] * loss
         k = int(np.argmax(np.where(allowed, value, -np.inf)[0]))
         return {

@@ -14,6 +14,7 @@ A model feature with no source stops the service at start (``/readyz`` stays fal
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -52,7 +53,7 @@ class OnlineFeatures:
         self._account_index = {c: i for i, c in enumerate(store.account_columns)}
         inputs = {r for e in self._exprs for r in e.meta.root_names()}
         stored_inputs = {s["name"]: s["dtype"] for s in store.meta["as_of_inputs"]}
-        self._schema: dict[str, pl.DataType] = {"snapshot_date": pl.Date}
+        self._schema: dict[str, pl.DataType | type[pl.DataType]] = {"snapshot_date": pl.Date}
         for name in sorted(inputs - {"snapshot_date"}):
             if name in stored_inputs:
                 self._schema[name] = pl.Date if stored_inputs[name] == "Date" else pl.Float64
@@ -68,8 +69,8 @@ class OnlineFeatures:
 
     def plan(self, features: list[str], *, model: str, allow_account: bool = False, skip=()) -> Plan:
         """Source of every feature of ``model`` (``skip``: columns the caller sets itself)."""
-        pos = {"store": [], "request": [], "account": []}
-        idx = {"store": [], "request": [], "account": []}
+        pos: dict[str, list[int]] = {"store": [], "request": [], "account": []}
+        idx: dict[str, list[int]] = {"store": [], "request": [], "account": []}
         missing = []
         for i, f in enumerate(features):
             if f in skip:
@@ -104,7 +105,7 @@ class OnlineFeatures:
             arr("account", idx),
         )
 
-    def request_values(self, day: date, row: StoredRow, application: dict[str, object]) -> np.ndarray:
+    def request_values(self, day: date, row: StoredRow, application: Mapping[str, object]) -> np.ndarray:
         """The request-time features for one application, as float64 in :attr:`request_names` order."""
         data: dict[str, list] = {"snapshot_date": [day]}
         for name in self._schema:

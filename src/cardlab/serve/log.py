@@ -107,10 +107,10 @@ class DecisionLog(ABC):
                     continue
                 self._observe(len(batch), time.perf_counter() - tick)
                 for (rec, fut, loop), (sha, response) in zip(batch, stored, strict=True):
-                    err = None
+                    conflict = None
                     if sha != rec.request_sha256:
-                        err = IdempotencyConflict(rec.idempotency_key)
-                    loop.call_soon_threadsafe(_set, fut, response, err)
+                        conflict = IdempotencyConflict(rec.idempotency_key)
+                    loop.call_soon_threadsafe(_set, fut, response, conflict)
         finally:
             self._close_writer()
 
@@ -197,6 +197,8 @@ class SQLiteLog(DecisionLog):
 
     def _write(self, records: list[Record]) -> list[tuple[str, dict]]:
         con = self._writer
+        if con is None:
+            raise RuntimeError("the decision log's writer connection is not open")
         out: list[tuple[str, dict]] = []
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -263,7 +265,7 @@ class PostgresLog(DecisionLog):
             con.execute(PG_DDL)
         self._reader = psycopg.connect(url, autocommit=True)
         self._reader_lock = threading.Lock()
-        self._writer = None
+        self._writer: psycopg.Connection | None = None
 
     def get(self, key: str) -> tuple[str, dict] | None:
         with self._reader_lock:
@@ -274,7 +276,10 @@ class PostgresLog(DecisionLog):
 
     def count(self) -> int:
         with self._reader_lock:
-            return int(self._reader.execute("SELECT COUNT(*) FROM cardlab_decisions").fetchone()[0])
+            row = self._reader.execute("SELECT COUNT(*) FROM cardlab_decisions").fetchone()
+        if row is None:  # COUNT(*) always returns one row
+            raise RuntimeError("SELECT COUNT(*) returned no row")
+        return int(row[0])
 
     def decision_ids(self) -> dict[str, str]:
         with self._reader_lock:
@@ -292,6 +297,8 @@ class PostgresLog(DecisionLog):
         from psycopg.types.json import Jsonb
 
         con = self._writer
+        if con is None:
+            raise RuntimeError("the decision log's writer connection is not open")
         out: list[tuple[str, dict]] = []
         try:
             with con.cursor() as cur:
@@ -316,7 +323,12 @@ class PostgresLog(DecisionLog):
                             "SELECT request_sha256, response FROM cardlab_decisions WHERE idempotency_key = %s",
                             (r.idempotency_key,),
                         )
-                        sha, resp = cur.fetchone()
+                        row = cur.fetchone()
+                        if row is None:  # the insert conflicted, so the key is stored
+                            raise RuntimeError(
+                                f"idempotency key {r.idempotency_key!r} conflicted but is not stored"
+                            )
+                        sha, resp = row
                         out.append((sha, resp))
             con.commit()
         except BaseException:

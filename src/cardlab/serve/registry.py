@@ -164,7 +164,7 @@ def load_credit(tracking_uri: str, ref: ModelRef) -> CreditModel:
     # as explain's Groups hold them: groups in the order of their first member among the model's features
     # (ties between equal contributions break by this order), members in feature order
     first = {g["group"]: min(features.index(m) for m in g["members"]) for g in groups}
-    members = {gid: [f for f in features if of[f] == gid] for gid in sorted(first, key=first.get)}
+    members = {gid: [f for f in features if of[f] == gid] for gid in sorted(first, key=first.__getitem__)}
     cutoff = metrics.get("decision_pd_cutoff")
     if cutoff is None:
         raise ModelLoadError(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -456,7 +457,7 @@ def evaluate(
     snaps["uplift_ensemble"] = snaps[[f"uplift_{n}" for n in learners]].mean(axis=1)
     snaps["uplift"] = snaps[f"uplift_{sel['selected']}"]
 
-    metrics: dict[str, float | int] = {}
+    metrics: dict[str, Any] = {}  # numbers, then the bars (a list)
     tables: dict[str, pd.DataFrame] = {}
     metrics.update(_churn_metrics(snaps, oracle, cp, tables))
     metrics.update(_value_metrics(snaps, cp, tables))
@@ -601,7 +602,7 @@ def _uplift_metrics(
     vp["snapshot_date"] = _as_datetime(vp["snapshot_date"])
     vt = vp.merge(camp[["card_id", "snapshot_date", "tau_true"]], on=["card_id", "snapshot_date"], how="left")
     valid_pehe = {n: uplift_models.pehe(vt[n], vt["tau_true"]) for n in learners}
-    truly_best = min(valid_pehe, key=valid_pehe.get)
+    truly_best = min(valid_pehe, key=valid_pehe.__getitem__)
     for n in learners:
         m[f"valid_pehe_{n}"] = valid_pehe[n]
         for s, v in sel["valid_scores"][n].items():
@@ -671,7 +672,7 @@ def _targeting_metrics(d: pd.DataFrame, cp: ChurnParams, tables: dict) -> dict:
     }
     tab = uplift_models.targeting_value(tau, value, rules, k=k, cost=cp.offer_cost_yuan)
     tables["targeting"] = tab
-    m = {"targeting_n": int(len(d)), "targeting_k": int(k)}
+    m: dict[str, float] = {"targeting_n": int(len(d)), "targeting_k": int(k)}
     for _, r in tab.iterrows():
         m[f"value_{r['rule']}_targeting"] = float(r["incremental_value"])
         m[f"retained_{r['rule']}_targeting"] = float(r["incremental_retained"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -118,7 +119,7 @@ def evaluate(
     }
     top_features = top_gain_features(booster, 15)
     with atomic_dir(out / "validation") as tmp:
-        metrics = validation_pack(
+        metrics: dict[str, Any] = validation_pack(  # numbers, then the bars (a list) are added
             frames,
             score_col="pd",
             label_col="label",

@@ -40,10 +40,10 @@ CARD_OPEN, CARD_SILENT, CARD_DISTRESSED = 1, 2, 3  # CardWorld.card_state codes 
 
 @dataclass
 class CardWorld:
-    """Tables produced by the card lifecycle of one shard (column name -> numpy array)."""
+    """Tables produced by the card lifecycle of one shard (column name -> numpy array; None: no rows)."""
 
-    raw: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    oracle: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    raw: dict[str, dict[str, np.ndarray] | None] = field(default_factory=dict)
+    oracle: dict[str, dict[str, np.ndarray] | None] = field(default_factory=dict)
     # (n, months) int64: the statement's purchases_platform of each customer-month (0 without a statement);
     # the card-paid orders of that month sum to it (ecommerce.card_orders)
     platform_spend: np.ndarray | None = None
@@ -511,8 +511,12 @@ def simulate_cards(
         world.raw[name] = out.get(name)
     for name in ("pd_true", "limit_potential", "retention_truth", "churn_true"):
         world.oracle[name] = out.get(name)
-    if world.oracle["retention_truth"] is not None:
-        world.oracle["retention_truth"].update(out.get("retention_truth_y"))
+    truth = world.oracle["retention_truth"]
+    if truth is not None:
+        truth_y = out.get("retention_truth_y")
+        if truth_y is None:  # every campaign adds rows to both tables
+            raise RuntimeError("retention_truth has rows but retention_truth_y has none")
+        truth.update(truth_y)
     return world
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -162,7 +163,7 @@ def realism_report(root: str | Path, params: SimulateParams | None = None) -> di
 
     # ---- credit risk ------------------------------------------------------------------------------------
     lab = pl.concat(labels)
-    bad_rate = float(lab["bad"].mean()) if len(lab) else float("nan")
+    bad_rate = float(cast(float, lab["bad"].mean())) if len(lab) else float("nan")
     rep["bad_rate_12m_booked"] = _anchor(
         bad_rate,
         0.02,

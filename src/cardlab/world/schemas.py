@@ -6,6 +6,8 @@ Nullable columns arrive from the simulator with sentinels: -1 for dates and inte
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandera.polars as pa
 import polars as pl
@@ -405,4 +407,5 @@ def raw_schema(table: str, n_decoys: int = 0) -> pa.DataFrameSchema:
 
 def validate(table: str, data: pyarrow.Table, n_decoys: int = 0) -> None:
     """Raise pandera's SchemaError when ``data`` violates the schema of raw ``table``."""
-    raw_schema(table, n_decoys).validate(pl.from_arrow(data))
+    # pl.from_arrow is typed DataFrame | Series; a pyarrow.Table always gives a DataFrame
+    raw_schema(table, n_decoys).validate(cast(pl.DataFrame, pl.from_arrow(data)))

@@ -63,6 +63,8 @@ def simulate_shard(params: SimulateParams, shard: int, n: int, tmp: Path) -> dic
     shocked = shock_path(pop, params, shard)
     platform = simulate_platform(pop, params, shard, shocked)
     cards = simulate_cards(pop, params, shard, shocked, platform.score)
+    if cards.platform_spend is None or cards.activation_day is None or cards.card_state is None:
+        raise RuntimeError("simulate_cards returned a CardWorld without its per-customer arrays")
     shop = finish_platform(
         platform, pop, params, shard, shocked, cards.platform_spend, cards.activation_day, cards.card_state
     )
