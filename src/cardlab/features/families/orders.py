@@ -61,7 +61,7 @@ def orders_family(orders: pl.LazyFrame, cal: WorldCalendar, categories: list[str
             gmv_m=pl.col("gmv") * pl.col(MONTH_COL).cast(pl.Float64),
         )
     )
-    base = (
+    base: tuple[str, ...] = (
         "orders",
         "gmv",
         "discount",
