@@ -111,6 +111,43 @@ def group_features(
     return Groups(of=of, lead=lead, members=members)
 
 
+class ReasonCoder:
+    """Reason codes for one model: the feature -> group matrix, each group's member columns and the texts,
+    computed once. :func:`reason_table` builds one per batch; the decision service keeps one per loaded model,
+    so a single decision pays only a (1, p) @ (p, g) product and a top-k sort."""
+
+    def __init__(self, features: list[str], groups: Groups, dictionary: dict[str, dict], top_k: int) -> None:
+        self.features = list(features)
+        self.gm, self.ids = groups.matrix(self.features)
+        self.top_k = top_k
+        position = {f: i for i, f in enumerate(self.features)}
+        self.member_cols = [np.array([position[f] for f in groups.members[g]]) for g in self.ids]
+        self.texts = {
+            f: (dictionary[f]["reason_zh"], dictionary[f]["reason_en"])
+            for f in self.features
+            if {"reason_zh", "reason_en"} <= set(dictionary.get(f, {}))
+        }
+
+    def top(self, shap: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+        """Per row the positive groups, strongest first: (row index, rank - 1, group index, the member feature
+        contributing most in that row, the group's SHAP sum). Raises when a stated feature has no text."""
+        gsum = shap.astype(np.float64) @ self.gm  # (n, g)
+        k = min(self.top_k, gsum.shape[1])
+        # stable ordering: by contribution descending, ties by group order
+        order = np.argsort(-gsum, axis=1, kind="stable")[:, :k]
+        contrib = np.take_along_axis(gsum, order, axis=1)
+        rows, ranks = np.nonzero(contrib > 0)
+        gidx = order[rows, ranks]
+        top_feature = []
+        for r, g in zip(rows.tolist(), gidx.tolist(), strict=True):
+            cols = self.member_cols[g]
+            top_feature.append(self.features[int(cols[int(np.argmax(shap[r, cols]))])])
+        untexted = sorted({f for f in top_feature if f not in self.texts})
+        if untexted:
+            raise ValueError(f"no reason text for {untexted[:5]}: add them to the feature dictionary")
+        return rows, ranks, gidx, top_feature, contrib[rows, ranks].astype(np.float64)
+
+
 def reason_table(
     shap: np.ndarray,
     features: list[str],
@@ -125,34 +162,17 @@ def reason_table(
     ``feature`` (the member contributing most in that row), ``contribution`` (the group's SHAP sum, log-odds,
     > 0), ``reason_zh``, ``reason_en``. Rows with fewer than ``top_k`` positive groups get fewer reasons.
     """
-    gm, ids = groups.matrix(features)
-    gsum = shap.astype(np.float64) @ gm  # (n, g)
-    k = min(top_k, gsum.shape[1])
-    # stable ordering: by contribution descending, ties by group order
-    order = np.argsort(-gsum, axis=1, kind="stable")[:, :k]
-    contrib = np.take_along_axis(gsum, order, axis=1)
-    rows, ranks = np.nonzero(contrib > 0)
-    gidx = order[rows, ranks]
-    feat_idx = np.array([features.index(f) for f in features])
-    member_cols = {g: np.array([features.index(f) for f in groups.members[g]]) for g in ids}
-    top_feature = []
-    for r, g in zip(rows.tolist(), gidx.tolist(), strict=True):
-        cols = member_cols[ids[g]]
-        top_feature.append(features[feat_idx[cols[int(np.argmax(shap[r, cols]))]]])
-    untexted = sorted(
-        {f for f in top_feature if not {"reason_zh", "reason_en"} <= set(dictionary.get(f, {}))}
-    )
-    if untexted:
-        raise ValueError(f"no reason text for {untexted[:5]}: add them to the feature dictionary")
+    coder = ReasonCoder(features, groups, dictionary, top_k)
+    rows, ranks, gidx, top_feature, contribution = coder.top(shap)
     out = keys.iloc[rows].reset_index(drop=True).copy()
     out["rank"] = (ranks + 1).astype(np.int8)
     out["feature"] = top_feature
-    out["contribution"] = contrib[rows, ranks].astype(np.float64)
+    out["contribution"] = contribution
     # the stated reason is the text of the feature that carries it in this row (a merged group's members
     # can mean opposite things: online vs offline spending share)
-    out["reason_zh"] = [dictionary[f]["reason_zh"] for f in top_feature]
-    out["reason_en"] = [dictionary[f]["reason_en"] for f in top_feature]
-    out["reason_group"] = [ids[g] for g in gidx.tolist()]
+    out["reason_zh"] = [coder.texts[f][0] for f in top_feature]
+    out["reason_en"] = [coder.texts[f][1] for f in top_feature]
+    out["reason_group"] = [coder.ids[g] for g in gidx.tolist()]
     return out
 
 

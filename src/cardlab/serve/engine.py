@@ -79,6 +79,8 @@ class DecisionEngine:
         for booster in (credit.booster, *limit.models.values()):
             booster.set_param({"nthread": 1})
         self.refer_band, self.top_k = refer_band, top_k
+        # the group matrix, member columns and texts of the credit model, built once (not per request)
+        self.reason_coder = reason_codes.ReasonCoder(credit.features, credit.groups, store.dictionary, top_k)
         self.observe = observe or (lambda stage, seconds: None)
         self.online = OnlineFeatures(store)
         self.credit_plan = self.online.plan(credit.features, model=f"{credit.name} v{credit.version}")
@@ -132,31 +134,24 @@ class DecisionEngine:
         """Top-k reason groups: adverse only (declines, referrals: the batch's reason codes), or for approvals
         the largest groups either way (favourable ones pushing the PD down, adverse ones up)."""
         sv = shap_values.tree_shap(self.credit.booster, x32, self.credit.features, nthread=1)
-        # one reason_table call: row 0 = the adverse reading, row 1 (approvals) = the favourable one
+        # one pass: row 0 = the adverse reading, row 1 (approvals) = the favourable one
         values = sv.values if adverse else np.vstack([sv.values, -sv.values])
-        table = reason_codes.reason_table(
-            values,
-            self.credit.features,
-            pd.DataFrame({"_src": range(len(values))}),
-            self.credit.groups,
-            self.store.dictionary,
-            self.top_k,
-        )
-        cols = {c: table[c].tolist() for c in ("rank", "reason_group", "feature", "contribution")}
-        cols |= {c: table[c].tolist() for c in ("reason_zh", "reason_en")}
-        source = table["_src"].tolist()
+        rows, ranks, gidx, top_feature, contribution = self.reason_coder.top(values)
         found = []
-        for i in range(len(table)):
-            favourable = source[i] == 1
+        for source, rank, g, feature, c in zip(
+            rows.tolist(), ranks.tolist(), gidx.tolist(), top_feature, contribution.tolist(), strict=True
+        ):
+            favourable = source == 1
+            zh, en = self.reason_coder.texts[feature]
             found.append(
                 {
-                    "rank": int(cols["rank"][i]),
-                    "group": cols["reason_group"][i],
-                    "feature": cols["feature"][i],
+                    "rank": rank + 1,
+                    "group": self.reason_coder.ids[g],
+                    "feature": feature,
                     "direction": "favourable" if favourable else "adverse",
-                    "contribution": (-1.0 if favourable else 1.0) * float(cols["contribution"][i]),
-                    "zh": cols["reason_zh"][i],
-                    "en": cols["reason_en"][i],
+                    "contribution": (-1.0 if favourable else 1.0) * c,
+                    "zh": zh,
+                    "en": en,
                 }
             )
         if not adverse:
