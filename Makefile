@@ -32,9 +32,10 @@ venv-dev: $(UV) ## create/refresh .venv from uv.lock with the dev extras
 PRESET ?=
 SEED ?=
 run: venv ## run the whole DVC pipeline (params.yaml; PRESET=dev / SEED=11 switch them), refresh the results docs, summarise
+	@date +%s > .run-start
 	$(BIN)/dvc $(if $(PRESET)$(SEED),exp run $(if $(PRESET),-S simulate.preset=$(PRESET)) $(if $(SEED),-S simulate.seed=$(SEED)),repro)
 	$(BIN)/cardlab docs
-	$(BIN)/cardlab summary
+	$(BIN)/cardlab summary --since $$(cat .run-start)
 
 test: venv-dev ## lint + import layers + the whole test suite (pipeline-level tests are marked slow)
 	$(BIN)/ruff check .

@@ -437,29 +437,67 @@ def docs(
 def summary(
     experiments: Annotated[Path, typer.Option(help="experiments root")] = Path("experiments"),
     data: Annotated[Path, typer.Option(help="data root")] = Path("data"),
+    since: Annotated[
+        float | None,
+        typer.Option(help="start of this run (epoch seconds): outputs older than it were not written by it"),
+    ] = None,
 ) -> None:
-    """Print what the pipeline produced and how to look at it (not a stage; used by `make run`)."""
+    """Print what the pipeline produced and how to look at it (not a stage; used by `make run`): per task its
+    headline metrics and bars (cardlab.taskspec), the portfolio KPIs, and whether this run wrote each file."""
     import json
 
     from rich.table import Table
 
     out = Console()
-    table = Table(title="cardlab outputs", show_lines=False)
+
+    def provenance(path: Path) -> str:
+        if since is None:
+            return ""
+        return "this run" if path.stat().st_mtime >= since else "not re-run (dvc: up to date; as in git)"
+
+    def fmt(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    table = Table(title="cardlab outputs", show_lines=True)
     table.add_column("output")
     table.add_column("headline")
+    table.add_column("bars (met when the lower bound clears the threshold)")
+    if since is not None:
+        table.add_column("written by")
     manifest = data / "manifest.json"
     if manifest.exists():
         m = json.loads(manifest.read_text())
         rows = sum(t.get("rows", 0) for t in m.get("tables", {}).values() if isinstance(t, dict))
-        table.add_row(str(data / "raw"), f"preset {m.get('preset')}, seed {m.get('seed')}, {rows:,} rows")
-    for metrics_file in sorted(experiments.glob("*/*.json")):
-        if metrics_file.name not in ("metrics.json", "kpis.json"):
+        world = f"preset {m.get('preset')}, seed {m.get('seed')}, {rows:,} rows"
+        table.add_row(str(data / "raw"), world, "", *([provenance(manifest)] if since is not None else []))
+    for name in taskspec.names():
+        metrics_file = experiments / name / "metrics.json"
+        if not metrics_file.exists():
             continue
         metrics = json.loads(metrics_file.read_text())
-        keys = [k for k in metrics if k.startswith(("oot_", "profit", "qini", "policy"))][:4]
+        head = ", ".join(f"{k}={fmt(metrics[k])}" for k in taskspec.get(name).headline if k in metrics)
+        bars = "\n".join(
+            f"{b['name']} {fmt(b['value'])} (lo {fmt(b['lower'])}) vs {fmt(b['threshold'])}: {b['verdict']}"
+            for b in metrics.get("bars", [])
+        )
+        label = f"{name}\n{metrics_file}"
+        table.add_row(label, head, bars, *([provenance(metrics_file)] if since is not None else []))
+    kpis_file = experiments / "portfolio" / "kpis.json"
+    if kpis_file.exists():
+        k = json.loads(kpis_file.read_text())
+        keys = (
+            "booked_accounts",
+            "active_rate",
+            "approval_rate",
+            "revolve_rate",
+            "net_charge_off_rate_annualised",
+        )
+        head = ", ".join(f"{key}={fmt(k[key])}" for key in keys if key in k)
         table.add_row(
-            str(metrics_file),
-            ", ".join(f"{k}={metrics[k]:.3g}" for k in keys if isinstance(metrics[k], int | float)),
+            str(kpis_file),
+            f"as of {k.get('as_of_month')}: {head}",
+            "",
+            *([provenance(kpis_file)] if since is not None else []),
         )
     out.print(table)
     out.print(
