@@ -18,6 +18,7 @@ from cardlab.explain import reasons as R
 from cardlab.explain import run as RUN
 from cardlab.explain import shap_values as S
 from cardlab.explain import synthetic
+from cardlab.modeling.fairness import decision_mask
 from cardlab.modeling.workflow import read_snapshots
 
 
@@ -365,8 +366,8 @@ def test_decisions_with_a_coarse_score_still_decline_about_the_target_share():
     rows = np.ones(100, bool)
     snaps = pd.DataFrame({"approved": [True] * 100})
     params = parse_params({})
-    mask, cut = RUN.decision_mask("credit", params, snaps, score, rows)
+    mask, cut = decision_mask("credit", params, snaps, score, rows)
     assert cut["approval_rate"] == 1.0 and mask.sum() == 0  # the bank approved everyone: nothing declined
     params.explain.approval_rate = 0.65
-    mask, _ = RUN.decision_mask("credit", params, snaps, score, rows)
+    mask, _ = decision_mask("credit", params, snaps, score, rows)
     assert mask.sum() == 40  # strictly above the cutoff would decline nobody
