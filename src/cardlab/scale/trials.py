@@ -13,7 +13,7 @@ the number of workers or a worker's death:
   completed trials of earlier batches (:class:`EarlierBatchesPruner`), never with a sibling that happens to
   finish first;
 - a worker killed mid-trial: its heartbeat stops, the retried Dask task fails the stale trial
-  (``fail_stale_trials`` after the grace period) and Optuna's ``RetryFailedTrialCallback`` enqueues a copy
+  (``fail_stale_trials`` after the grace period) and Optuna's ``RetryHeartbeatStaleTrialCallback`` enqueues a copy
   with the same parameters, which the task then runs: XGBoost's ``hist`` is deterministic, so the value is
   the one the killed attempt would have produced;
 - the tuner killed: the next run resumes the first incomplete batch, enqueueing only its missing slots.
@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeGuard, cast
@@ -94,13 +95,19 @@ def rdb_study_lock(url: str | None, name: str) -> Iterator[None]:
 
 def rdb_storage(url: str, engine: EngineParams) -> optuna.storages.RDBStorage:
     """The study's RDB storage: heartbeats, failed-trial retry, connections checked before use."""
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs={"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2},
-        heartbeat_interval=engine.heartbeat_s,
-        grace_period=3 * engine.heartbeat_s,
-        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=engine.retries),
-    )
+    # heartbeats and the stale-trial retry are marked experimental by Optuna (since 2.8/2.9) but are its
+    # documented mechanism for this; the warning would print once per worker and trial
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs={"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2},
+            heartbeat_interval=engine.heartbeat_s,
+            grace_period=3 * engine.heartbeat_s,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=engine.retries
+            ),
+        )
 
 
 def _storage(tune: TuneParams, out_dir: Path, engine: EngineParams) -> Any:
