@@ -1,7 +1,8 @@
-"""Oracle grading of the limit policies (docs/grading.md): profit capture with customer-clustered
+"""Grading of the limit policies. By the oracle (docs/grading.md): profit capture with customer-clustered
 bootstrap bounds, the policy without the PD recalibration, the observable ceilings (the line decision's
 profit capture and the PD model's OOT AUC) with their learning curve, the pre-shock valid split, the PD
-model's validation frames and the task's bars.
+model's validation frames and the task's bars. From the logged data: the off-policy estimates
+(:func:`ope_metrics`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cardlab.config import Params
+from cardlab.modeling import ope
 from cardlab.modeling.grading import (
     ClusterBootstrap,
     count_bar,
@@ -23,9 +25,9 @@ from cardlab.modeling.grading import (
 )
 from cardlab.modeling.workflow import SPLITS
 from cardlab.tasks.limit.data import _pick, line_options, logged_choice, read_potential, treatment_columns
-from cardlab.tasks.limit.policy import Plan, optimise, plan_decisions
+from cardlab.tasks.limit.policy import Plan, optimise, plan_decisions, realised_profit
 from cardlab.tasks.limit.responses import predict_responses
-from cardlab.tasks.limit.spec import TREAT
+from cardlab.tasks.limit.spec import POLICIES, TREAT
 
 
 def pd_validation_frames(
@@ -268,3 +270,43 @@ def bars(metrics: dict, params: Params) -> list[dict]:
         metric_bar(metrics, "valid_oracle_profit", b.valid_oracle_profit),
         *explain_bars(metrics, params.grading.bars.explain),
     ]
+
+
+def ope_metrics(plan: Plan) -> dict[str, float | int]:
+    """Off-policy estimates (IPS, SNIPS, DR; :mod:`cardlab.modeling.ope`) of each policy's profit from the logged
+    data: every decision of the plan with a logged propensity (the logged mixture policy's), the realised
+    profit of the logged line as reward and the policy's predicted profit as the DR model."""
+    df, legacy, choice = plan.df, plan.legacy, plan.choice
+    profit_hat = plan.value["policy"]
+    metrics: dict[str, float | int] = {}
+    reward = realised_profit(df, plan.params)
+    prop = df["propensity"].astype("float64").to_numpy()
+    has_p = np.isfinite(prop) & (prop > 0)
+    metrics["ope_n_rows"] = int(has_p.sum())
+    metrics["ope_n_test_cell"] = int(((df["cell"].astype(str) == "test").to_numpy() & has_p).sum())
+    q_logged = _pick(profit_hat, legacy)
+    for p in POLICIES:
+        c = choice[p]
+        if p == "legacy":
+            # the logged lines are the logging policy itself: its value is the on-policy mean (IPS/DR reduce
+            # to it only for a deterministic logger; the logged cells randomise, so use the plain mean)
+            r = reward[has_p]
+            se = float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else float("nan")
+            for est in ("ips", "snips", "dr"):
+                metrics[f"ope_{est}_legacy_profit"] = float(r.mean()) if len(r) else float("nan")
+            metrics["ope_ips_legacy_profit_se"] = metrics["ope_dr_legacy_profit_se"] = se
+            metrics["ope_legacy_n_match"] = int(len(r))
+            continue
+        est_ips = ope.ips(reward[has_p], legacy[has_p], c[has_p], prop[has_p])
+        est_sn = ope.snips(reward[has_p], legacy[has_p], c[has_p], prop[has_p])
+        est_dr = ope.doubly_robust(
+            reward[has_p], legacy[has_p], c[has_p], prop[has_p], q_logged[has_p], _pick(profit_hat, c)[has_p]
+        )
+        tag = "" if p == "policy" else f"_{p}"
+        metrics[f"ope_ips{tag}_profit"] = est_ips.value
+        metrics[f"ope_ips{tag}_profit_se"] = est_ips.se
+        metrics[f"ope_snips{tag}_profit"] = est_sn.value
+        metrics[f"ope_dr{tag}_profit"] = est_dr.value
+        metrics[f"ope_dr{tag}_profit_se"] = est_dr.se
+        metrics[f"ope{tag}_n_match"] = est_ips.n_match
+    return metrics

@@ -1,5 +1,6 @@
 """evaluate's figures and tables of ``experiments/limit/plots/``: the profit-vs-exposure frontier and
-the line by risk grade per policy (deterministic PNG: Agg canvas, no Software metadata; CSVs rounded to 6
+the line by risk grade per policy, their tables (:func:`frontier_table`, :func:`line_by_grade_table`) and
+figures (deterministic PNG: Agg canvas, no Software metadata; CSVs rounded to 6
 digits).
 """
 
@@ -10,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cardlab.modeling.optimise import InfeasibleError
+from cardlab.tasks.limit.data import _pick
+from cardlab.tasks.limit.policy import Plan
 from cardlab.tasks.limit.spec import POLICIES
 
 _PNG_META = {"Software": None}
@@ -20,6 +24,65 @@ _LABELS = {
     "policy": "response-model optimiser",
     "oracle": "oracle optimum",
 }
+
+
+def frontier_table(plan: Plan) -> pd.DataFrame:
+    """The profit frontier (``frontier.csv``): per budget share of ``limit.frontier_budget_shares``, each optimised
+    policy solved at that share of the legacy exposure (left out where infeasible) and the legacy lines, all
+    graded by the oracle (yuan per account)."""
+    lp = plan.params.limit
+    n, legacy = len(plan.df), plan.grade(plan.legacy)
+    frontier = []
+    for share in lp.frontier_budget_shares:
+        for name in ("policy", "pd_only", "oracle"):
+            try:
+                res = plan.solved[name] if share == lp.exposure_budget_share else plan.solve(name, share)
+            except InfeasibleError:  # reviews cannot cut lines: very small budgets are out of reach
+                continue
+            g = plan.grade(res.choice)
+            frontier.append(
+                {
+                    "budget_share": share,
+                    "exposure_budget_yuan": share * plan.expo_legacy / n,
+                    "policy": name,
+                    "profit_yuan": g["profit"],
+                    "exposure_used_yuan": g["exposure"],
+                }
+            )
+        frontier.append(
+            {
+                "budget_share": share,
+                "exposure_budget_yuan": share * plan.expo_legacy / n,
+                "policy": "legacy",
+                "profit_yuan": legacy["profit"],
+                "exposure_used_yuan": legacy["exposure"],
+            }
+        )
+    return pd.DataFrame(frontier)
+
+
+def line_by_grade_table(plan: Plan) -> pd.DataFrame:
+    """Mean line and true PD per risk grade (quantiles of the predicted PD at the logged line) and policy
+    (``line_by_grade.csv``)."""
+    lp, choice = plan.params.limit, plan.choice
+    pd_legacy = _pick(plan.resp["default"], plan.legacy)
+    grade_idx = _risk_grades(pd_legacy, lp.n_risk_grades)
+    dist = []
+    for gi in range(1, lp.n_risk_grades + 1):
+        sel = grade_idx == gi
+        for p in POLICIES:
+            dist.append(
+                {
+                    "risk_grade": gi,
+                    "policy": p,
+                    "n": int(sel.sum()),
+                    "mean_line_yuan": float(_pick(plan.lines, choice[p])[sel].mean()) if sel.any() else 0.0,
+                    "mean_pd_true": float(_pick(plan.truth["pd"], choice[p])[sel].mean())
+                    if sel.any()
+                    else 0.0,
+                }
+            )
+    return pd.DataFrame(dist)
 
 
 def _figure(w: float = 7.0, h: float = 4.6):

@@ -7,36 +7,35 @@ logging and registration of evaluate.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from cardlab import tracking
-from cardlab.artifacts import atomic_dir, dir_digest, fault_point, write_json, write_parquet
-from cardlab.config import Params, params_hash
+from cardlab.artifacts import atomic_dir, dir_digest, write_json, write_parquet
+from cardlab.config import Params
 from cardlab.explain.run import contract_metrics
-from cardlab.modeling import ope
 from cardlab.modeling.grading import rounded
-from cardlab.modeling.optimise import InfeasibleError
 from cardlab.modeling.screen import shadow_screen
-from cardlab.modeling.tuning import run_study
 from cardlab.modeling.validation import top_gain_features, validation_pack
-from cardlab.modeling.workflow import (
-    clear_run_pointer,
-    experiment_name,
-    read_best_params,
-    scored_digest,
-    verified_run,
-    write_run_pointer,
-)
-from cardlab.modeling.xgb import base_params, fit_booster, save_booster
+from cardlab.modeling.workflow import fit_tuned, log_evaluation, read_best_params, save_models, tune_booster
 from cardlab.tasks.limit.data import _load, _pick
-from cardlab.tasks.limit.grading import bars, grade_pd_model, grade_policies, pd_validation_frames
-from cardlab.tasks.limit.plots import _plot_frontier, _plot_lines, _risk_grades, _round_df
-from cardlab.tasks.limit.policy import decision_prices, plan_decisions, realised_profit
+from cardlab.tasks.limit.grading import (
+    bars,
+    grade_pd_model,
+    grade_policies,
+    ope_metrics,
+    pd_validation_frames,
+)
+from cardlab.tasks.limit.plots import (
+    _plot_frontier,
+    _plot_lines,
+    _round_df,
+    frontier_table,
+    line_by_grade_table,
+)
+from cardlab.tasks.limit.policy import decision_prices, plan_decisions
 from cardlab.tasks.limit.responses import (
     _line_offset,
     _matrix,
@@ -51,7 +50,8 @@ from cardlab.tasks.limit.spec import DESCRIPTION, MODELS, POLICIES, TASK, TREAT
 
 
 def tune(params: Params, features_root: Path, out: Path) -> dict:
-    """One Optuna study per response model (shared journal ``optuna.journal``); writes best_params.json."""
+    """One Optuna study per response model (shared journal ``optuna.journal``; each a
+    :func:`~cardlab.modeling.workflow.tune_booster` on the model's own matrices); writes best_params.json."""
     df, names, directions = _load(features_root)
     digest = dir_digest(Path(features_root) / TASK)[:16]
     # feature screen (modeling/screen.py) per response on its own target; the three models share the union
@@ -69,30 +69,19 @@ def tune(params: Params, features_root: Path, out: Path) -> dict:
         data = _task_data(df, names, directions, model, params)
         w = params.limit.test_cell_weight
         coef = _line_offset(model, params)
-        study = run_study(
-            task=f"{TASK}-{model}",
-            tune=params.tune,
-            seed=params.simulate.seed,
-            out_dir=out,
+        result[model] = tune_booster(
+            params,
+            TASK,
+            data,
+            out,
             data_digest=digest,
-            base=base_params(params.tune, objective=spec["objective"], eval_metric=spec["metric"]),
+            study=f"{TASK}-{model}",
+            objective=spec["objective"],
+            metric=spec["metric"],
+            fixed=_offset_params(coef, spec["objective"]),
             dtrain=_matrix(data, "train", w, coef),
             dvalid=_matrix(data, "valid", w, coef),
-            fixed={"monotone_constraints": data.monotone, **_offset_params(coef, spec["objective"])},
-            direction="minimize",
-            metric=spec["metric"],
-            experiment_name=experiment_name(params, TASK),
-            code_roots=("cardlab.tasks.limit",),
-            identity={"features": data.features},
         )
-        best = study.best_trial
-        result[model] = {
-            "best_value": round(float(best.value), 6),
-            "metric": f"valid_{spec['metric']}",
-            "n_trials": sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials),
-            "n_pruned": sum(t.state.name == "PRUNED" for t in study.trials),
-            "best_params": best.params,
-        }
     out_json = {
         "models": result,
         "n_trials": sum(r["n_trials"] for r in result.values()),
@@ -104,7 +93,9 @@ def tune(params: Params, features_root: Path, out: Path) -> dict:
 
 
 def train(params: Params, features_root: Path, out: Path) -> Path:
-    """Fit the three response models with the tuned params; write ``model/`` and log them to MLflow."""
+    """Fit the three response models with the tuned params (the PD model: its line slope, a refit with it as an
+    offset, the recalibration shift); write ``model/`` and log them to MLflow
+    (:func:`~cardlab.modeling.workflow.save_models`)."""
     out = Path(out)
     tuned = read_best_params(out, TASK)
     best = tuned["models"]
@@ -119,20 +110,16 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
         def fit(
             coef: float, intercept: float = 0.0, data=data, spec=spec, model=model
         ) -> tuple[xgb.Booster, dict]:
-            bp = {
-                **base_params(params.tune, objective=spec["objective"], eval_metric=spec["metric"]),
-                "monotone_constraints": data.monotone,
-                **_offset_params(coef, spec["objective"]),
-                **best[model]["best_params"],
-            }
-            booster = fit_booster(
-                bp,
-                _matrix(data, "train", lp.test_cell_weight, coef, intercept),
-                _matrix(data, "valid", lp.test_cell_weight, coef, intercept),
-                num_boost_round=params.tune.num_boost_round,
-                early_stopping_rounds=params.tune.early_stopping_rounds,
+            return fit_tuned(
+                params.tune,
+                data,
+                best[model]["best_params"],
+                objective=spec["objective"],
+                metric=spec["metric"],
+                fixed=_offset_params(coef, spec["objective"]),
+                dtrain=_matrix(data, "train", lp.test_cell_weight, coef, intercept),
+                dvalid=_matrix(data, "valid", lp.test_cell_weight, coef, intercept),
             )
-            return booster, bp
 
         boosters[model], bp = fit(coef)
         info: dict = {
@@ -162,37 +149,23 @@ def train(params: Params, features_root: Path, out: Path) -> Path:
                 info.get("line_offset_intercept", 0.0),
             )
         meta["models"][model] = info
-    model_dir = out / "model"
-    clear_run_pointer(out)  # the train -> evaluate handoff of modeling/workflow.py
-    with atomic_dir(model_dir) as tmp:
-        for model, booster in boosters.items():
-            save_booster(booster, tmp / f"{model}.ubj")
-        write_json(meta, tmp / "features.json")
-        digest = dir_digest(tmp)  # of the files this process wrote
-    fault_point("train.model_written")
-    with tracking.stage_run(
-        experiment_name=experiment_name(params, TASK),
-        run_name=f"{TASK}-model",
+    # model/ as <model>.ubj + features.json, the training run, the run pointer (train -> evaluate handoff)
+    return save_models(
+        params,
+        TASK,
+        features_root,
+        out,
+        boosters,
+        meta,
         description=DESCRIPTION,
-        stage=f"train@{TASK}",
-        params_hash=params_hash(params.tune),
-        inputs={f"features_{TASK}": Path(features_root) / TASK},
-        tags={"task": TASK, "model_digest": digest},
-    ) as run:
-        tracking.log_params(
-            {f"{m}_{k}": v for m, d in meta["models"].items() for k, v in d["params"].items()}
-        )
-        tracking.log_metrics({f"{m}_best_iteration": b.num_boosted_rounds() for m, b in boosters.items()})
-        tracking.log_metrics(
-            {
-                "pd_line_offset": meta["models"]["default"]["line_offset"],
-                "pd_logit_shift": meta["models"]["default"]["logit_shift"],
-            }
-        )
-        example = df[df["split"] == "train"][meta["features"]].astype("float32").head(20)
-        uris = {m: tracking.log_xgboost_model(b, example) for m, b in boosters.items()}
-        write_run_pointer(out, run.info.run_id, uris, digest)
-    return model_dir
+        logged_params={f"{m}_{k}": v for m, d in meta["models"].items() for k, v in d["params"].items()},
+        logged_metrics={
+            **{f"{m}_best_iteration": b.num_boosted_rounds() for m, b in boosters.items()},
+            "pd_line_offset": meta["models"]["default"]["line_offset"],
+            "pd_logit_shift": meta["models"]["default"]["logit_shift"],
+        },
+        example=df[df["split"] == "train"][meta["features"]].astype("float32").head(20),
+    )
 
 
 def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> dict:
@@ -209,7 +182,7 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
     df, lines, legacy, arrears, allowed = plan.df, plan.lines, plan.legacy, plan.arrears, plan.allowed
     resp, truth, solved, choice = plan.resp, plan.truth, plan.solved, plan.choice
     profit_hat, loss_hat = plan.value["policy"], plan.losses["policy"]
-    solve, grade = plan.solve, plan.grade
+    grade = plan.grade
 
     n = len(df)
     expo_legacy = plan.expo_legacy
@@ -284,37 +257,8 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
         metrics["pd_line_slope_se"] = float(info["line_slope_se"])
     metrics["pd_logit_shift"] = float(info.get("logit_shift", 0.0))
 
-    # off-policy estimates from the logged data (all OOT rows; propensities of the logged mixture policy)
-    reward = realised_profit(df, params)
-    prop = df["propensity"].astype("float64").to_numpy()
-    has_p = np.isfinite(prop) & (prop > 0)
-    metrics["ope_n_rows"] = int(has_p.sum())
-    metrics["ope_n_test_cell"] = int(((df["cell"].astype(str) == "test").to_numpy() & has_p).sum())
-    q_logged = _pick(profit_hat, legacy)
-    for p in POLICIES:
-        c = choice[p]
-        if p == "legacy":
-            # the logged lines are the logging policy itself: its value is the on-policy mean (IPS/DR reduce
-            # to it only for a deterministic logger; the logged cells randomise, so use the plain mean)
-            r = reward[has_p]
-            se = float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else float("nan")
-            for est in ("ips", "snips", "dr"):
-                metrics[f"ope_{est}_legacy_profit"] = float(r.mean()) if len(r) else float("nan")
-            metrics["ope_ips_legacy_profit_se"] = metrics["ope_dr_legacy_profit_se"] = se
-            metrics["ope_legacy_n_match"] = int(len(r))
-            continue
-        est_ips = ope.ips(reward[has_p], legacy[has_p], c[has_p], prop[has_p])
-        est_sn = ope.snips(reward[has_p], legacy[has_p], c[has_p], prop[has_p])
-        est_dr = ope.doubly_robust(
-            reward[has_p], legacy[has_p], c[has_p], prop[has_p], q_logged[has_p], _pick(profit_hat, c)[has_p]
-        )
-        tag = "" if p == "policy" else f"_{p}"
-        metrics[f"ope_ips{tag}_profit"] = est_ips.value
-        metrics[f"ope_ips{tag}_profit_se"] = est_ips.se
-        metrics[f"ope_snips{tag}_profit"] = est_sn.value
-        metrics[f"ope_dr{tag}_profit"] = est_dr.value
-        metrics[f"ope_dr{tag}_profit_se"] = est_dr.se
-        metrics[f"ope{tag}_n_match"] = est_ips.n_match
+    # off-policy estimates from the logged data
+    metrics.update(ope_metrics(plan))
 
     passed = bool(
         metrics["exposure_used"] <= budget * (1 + 1e-9)
@@ -331,49 +275,7 @@ def evaluate(params: Params, features_root: Path, oracle: Path, out: Path) -> di
     metrics.update(policy_grades)
 
     # frontier and line distribution (plots + DVC plot CSVs)
-    frontier = []
-    for share in lp.frontier_budget_shares:
-        for name in ("policy", "pd_only", "oracle"):
-            try:
-                res = solved[name] if share == lp.exposure_budget_share else solve(name, share)
-            except InfeasibleError:  # reviews cannot cut lines: very small budgets are out of reach
-                continue
-            g = grade(res.choice)
-            frontier.append(
-                {
-                    "budget_share": share,
-                    "exposure_budget_yuan": share * expo_legacy / n,
-                    "policy": name,
-                    "profit_yuan": g["profit"],
-                    "exposure_used_yuan": g["exposure"],
-                }
-            )
-        frontier.append(
-            {
-                "budget_share": share,
-                "exposure_budget_yuan": share * expo_legacy / n,
-                "policy": "legacy",
-                "profit_yuan": graded["legacy"]["profit"],
-                "exposure_used_yuan": graded["legacy"]["exposure"],
-            }
-        )
-    frontier_df = pd.DataFrame(frontier)
-    pd_legacy = _pick(resp["default"], legacy)
-    grade_idx = _risk_grades(pd_legacy, lp.n_risk_grades)
-    dist = []
-    for gi in range(1, lp.n_risk_grades + 1):
-        sel = grade_idx == gi
-        for p in POLICIES:
-            dist.append(
-                {
-                    "risk_grade": gi,
-                    "policy": p,
-                    "n": int(sel.sum()),
-                    "mean_line_yuan": float(_pick(lines, choice[p])[sel].mean()) if sel.any() else 0.0,
-                    "mean_pd_true": float(_pick(truth["pd"], choice[p])[sel].mean()) if sel.any() else 0.0,
-                }
-            )
-    dist_df = pd.DataFrame(dist)
+    frontier_df, dist_df = frontier_table(plan), line_by_grade_table(plan)
 
     with atomic_dir(out / "plots") as tmp:
         # the registered PD model, validated like the credit model at the line each decision actually got
@@ -432,52 +334,34 @@ def _log_to_mlflow(
     """Add metrics and plots to the training run and register the model (challenger if the checks pass).
     ``limit_models/`` holds every response model and ``decision_policy.json`` (the budgets' shadow prices,
     the line grid and the economics): all the decision service needs to set a first line."""
-    digest = scored_digest(out)  # the handoff of modeling/workflow.py: register what was scored
-    logged = verified_run(out, digest)
-    run_id = logged.get("run_id")
-    with tracking.resume_or_start(
-        run_id,
-        experiment_name=experiment_name(params, TASK),
-        run_name=f"{TASK}-model",
+    log_evaluation(
+        params,
+        TASK,
+        out,
+        metrics,
+        passed=passed,
         description=DESCRIPTION,
-        stage=f"evaluate@{TASK}",
-        params_hash=params_hash(params.limit),
-        tags={"task": TASK, "model_digest": digest},
-    ) as run:
-        if run_id is None or run.info.run_id != run_id:
-            models, meta = load_models(out)
-            example = pd.DataFrame(
-                np.zeros((5, len(meta["features"])), dtype="float32"), columns=meta["features"]
-            )
-            uris = {m: tracking.log_xgboost_model(b, example) for m, b in models.items()}
-            write_run_pointer(out, run.info.run_id, uris, digest)
-        else:
-            uris = logged.get("model_uris") or {"default": logged["model_uri"]}
-        tracking.log_metrics(metrics)
-        tracking.log_artifact(out / "metrics.json")
-        tracking.log_artifacts(out / "plots", "plots")
-        tracking.log_artifacts(out / "model", "limit_models")
-        with tempfile.TemporaryDirectory() as tmp:
-            policy = {
+        params_slice=params.limit,
+        artifacts={"plots": out / "plots", "limit_models": out / "model"},
+        json_artifacts={
+            "limit_models/decision_policy.json": {
                 "prices": prices,
                 "limit": params.limit.model_dump(mode="json"),
                 "economics": params.simulate.economics.model_dump(mode="json"),
             }
-            write_json(policy, Path(tmp) / "decision_policy.json")
-            tracking.log_artifact(Path(tmp) / "decision_policy.json", "limit_models")
-        tracking.set_tags(
-            {"thresholds_passed": str(passed).lower(), **{f"model_uri_{m}": u for m, u in uris.items()}}
-        )
-        tracking.register_model(
-            TASK,
-            uris["default"],
-            challenger=passed,
-            description=(
-                f"90+ DPD response model of the limit policy (spend/revolving models: run artifacts "
-                f"limit_models/). OOT profit {metrics['policy_profit']:.1f} vs legacy {metrics['legacy_profit']:.1f}"
-                f" and oracle {metrics['oracle_profit']:.1f} yuan/account; capture {metrics['profit_capture']:.3f};"
-                f" constraints {'hold' if metrics['constraints_hold'] else 'BROKEN'}; "
-                f"{'challenger' if passed else 'not promoted'}."
-            ),
-            model_digest=digest,
-        )
+        },
+        registry_description=(
+            f"90+ DPD response model of the limit policy (spend/revolving models: run artifacts "
+            f"limit_models/). OOT profit {metrics['policy_profit']:.1f} vs legacy {metrics['legacy_profit']:.1f}"
+            f" and oracle {metrics['oracle_profit']:.1f} yuan/account; capture {metrics['profit_capture']:.3f};"
+            f" constraints {'hold' if metrics['constraints_hold'] else 'BROKEN'}; "
+            f"{'challenger' if passed else 'not promoted'}."
+        ),
+        scored_models=_scored_models,
+    )
+
+
+def _scored_models(out: Path) -> tuple[dict[str, object], list[str]]:
+    """The response boosters evaluate scored and their features, for logging them anew."""
+    models, meta = load_models(out)
+    return models, meta["features"]
