@@ -28,10 +28,11 @@ The package, by responsibility (each module's docstring says more):
   offset, base margin), the PD line slope and recalibration, loading them and predicting at every option;
 - :mod:`~cardlab.tasks.limit.policy`: profit and loss of a line, the knapsack, the shadow prices, the
   policies solved per split (:class:`~cardlab.tasks.limit.policy.Plan`);
-- :mod:`~cardlab.tasks.limit.grading`: oracle grading: clustered bounds, observable ceilings, bars;
+- :mod:`~cardlab.tasks.limit.grading`: oracle grading (clustered bounds, observable ceilings, bars) and OPE;
 - :mod:`~cardlab.tasks.limit.plots`: the frontier and line-by-grade figures and tables;
 - :mod:`~cardlab.tasks.limit.diagnostics`: analyses outside the pipeline (the response swap);
-- :mod:`~cardlab.tasks.limit.stages`: the ``tune``, ``train`` and ``evaluate`` stages the CLI calls.
+- :mod:`~cardlab.tasks.limit.stages`: the ``tune``, ``train`` and ``evaluate`` stages the CLI calls, built on
+  the shared steps of :mod:`cardlab.modeling.workflow` (one study, fit, save and log per response model).
 
 Every name other code imports from ``cardlab.tasks.limit`` is re-exported here.
 """
