@@ -31,8 +31,12 @@ def _stages() -> dict[str, dict]:
             out[name] = {"cmd": stage["cmd"], "deps": list(stage.get("deps", []))}
             continue
         for item in stage["foreach"]:
+            # a dict foreach gives each key fields, read as ${item.<field>} (e.g. the task's code path)
+            fields = stage["foreach"][item] if isinstance(stage["foreach"], dict) else {}
 
-            def sub(text: str, item: str = item) -> str:
+            def sub(text: str, item: str = item, fields: dict = fields) -> str:
+                for name, value in fields.items():
+                    text = text.replace(f"${{item.{name}}}", str(value))
                 return text.replace("${item}", item).replace("${key}", item)
 
             body = stage["do"]

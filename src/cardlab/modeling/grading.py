@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from cardlab.artifacts import rounded  # noqa: F401  (TEMPORARY: tasks/limit reads it here until its split lands)
 from cardlab.config import CeilingParams, GradingParams
 
 __all__ = [

@@ -1,5 +1,11 @@
 """The tune -> train -> evaluate steps every task shares, and the files they leave in ``experiments/<task>/``.
 
+A task with one booster (credit, churn) runs them whole (:func:`tune_task`, :func:`train_task`,
+:func:`log_evaluation`); a task with several (limit's response models) prepares each booster's data itself and
+calls the same building blocks per booster: :func:`tune_booster` (one study), :func:`fit_tuned` (the final
+fit), :func:`save_models` (``model/``, the training run, the run pointer) and :func:`log_evaluation` with
+``scored_models``. (Over 400 lines on purpose: these steps and the handoff below change together.)
+
 ``best_params.json`` (tune) and ``model/`` (train) are DVC outputs with deterministic bytes. The train ->
 evaluate handoff (docs/reliability.md):
 
@@ -19,11 +25,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import optuna
 import pandas as pd
 import polars as pl
 import xgboost as xgb
@@ -31,7 +39,7 @@ from pydantic import BaseModel
 
 from cardlab import taskspec, tracking
 from cardlab.artifacts import atomic_dir, dir_digest, fault_point, read_json, write_json
-from cardlab.config import Params, params_hash
+from cardlab.config import Params, TuneParams, params_hash
 from cardlab.errors import InputDataError, MissingInputError, ModelFileError
 from cardlab.modeling.screen import shadow_screen
 from cardlab.modeling.tuning import run_study
@@ -107,39 +115,69 @@ def tune_task(
 ) -> dict:
     """Screen the features against shadows, run/resume the Optuna study on the kept ones and write
     ``best_params.json`` (with the kept ``features``, which train uses)."""
-    tune = params.tune
-    kept, pass_rate = shadow_screen(data, tune, params.tune.seed)
+    kept, pass_rate = shadow_screen(data, params.tune, params.tune.seed)
     candidates = len(data.features)
     data = data.subset(kept)
-    fixed = {"monotone_constraints": data.monotone}
-    study = run_study(
-        task=task,
+    result = {
+        **tune_booster(
+            params, task, data, out, data_digest=features_digest(features_root, task), metric=metric
+        ),
+        "features": kept,
+        "screen": {"candidates": candidates, "kept": len(kept), "pass_rate": pass_rate},
+    }
+    write_json(result, out / "best_params.json")
+    return result
+
+
+def tune_booster(
+    params: Params,
+    task: str,
+    data: TaskData,
+    out: Path,
+    *,
+    data_digest: str,
+    study: str | None = None,
+    objective: str = "binary:logistic",
+    metric: str = "auc",
+    fixed: dict[str, Any] | None = None,
+    dtrain: xgb.DMatrix | None = None,
+    dvalid: xgb.DMatrix | None = None,
+) -> dict:
+    """Run/resume the Optuna study of one booster of ``task`` on ``data`` and summarise it
+    (:func:`study_summary`). ``study``: the study's name prefix (default the task; limit: one per response
+    model); ``fixed``: booster params beside the monotone constraints that the trials do not tune;
+    ``dtrain``/``dvalid``: the matrices when the task builds its own (weights, base margins), else
+    ``data.matrix``."""
+    tune = params.tune
+    result = run_study(
+        task=study or task,
         tune=tune,
         seed=params.tune.seed,
         out_dir=out,
-        data_digest=features_digest(features_root, task),
-        base=base_params(tune, eval_metric=metric),
-        dtrain=data.matrix("train"),
-        dvalid=data.matrix("valid"),
-        fixed=fixed,
+        data_digest=data_digest,
+        base=base_params(tune, objective=objective, eval_metric=metric),
+        dtrain=data.matrix("train") if dtrain is None else dtrain,
+        dvalid=data.matrix("valid") if dvalid is None else dvalid,
+        fixed={"monotone_constraints": data.monotone, **(fixed or {})},
         direction="maximize" if metric in MAXIMISED else "minimize",
         metric=metric,
         experiment_name=experiment_name(params, task),
         code_roots=("cardlab.modeling.workflow", taskspec.get(task).module),
         identity={"features": data.features},
     )
+    return study_summary(result, metric)
+
+
+def study_summary(study: optuna.Study, metric: str) -> dict:
+    """What ``best_params.json`` records of a study: the best value and params, trials run and pruned."""
     best = study.best_trial
-    result = {
+    return {
         "best_value": round(float(cast(float, best.value)), 6),  # the best trial is COMPLETE: value is set
         "metric": f"valid_{metric}",
         "n_trials": sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials),
         "n_pruned": sum(t.state.name == "PRUNED" for t in study.trials),
         "best_params": best.params,
-        "features": kept,
-        "screen": {"candidates": candidates, "kept": len(kept), "pass_rate": pass_rate},
     }
-    write_json(result, out / "best_params.json")
-    return result
 
 
 def train_task(
@@ -161,31 +199,82 @@ def train_task(
     best = tuned["best_params"]
     if "features" in tuned:  # the features that passed the screen in tune
         data = data.subset(tuned["features"])
+    booster, booster_params = fit_tuned(params.tune, data, best, metric=metric)
+    return save_models(
+        params,
+        task,
+        features_root,
+        out,
+        {"default": booster},
+        {"features": data.features, "directions": data.directions, "params": booster_params},
+        description=description,
+        logged_params=booster_params,
+        logged_metrics={"best_iteration": booster.num_boosted_rounds()},
+        example=data.frames["train"][data.features].astype("float32").head(20),
+        files={"default": "model.ubj"},
+        extra_models=extra_models,
+    )
+
+
+def fit_tuned(
+    tune: TuneParams,
+    data: TaskData,
+    best: dict[str, Any],
+    *,
+    objective: str = "binary:logistic",
+    metric: str = "auc",
+    fixed: dict[str, Any] | None = None,
+    dtrain: xgb.DMatrix | None = None,
+    dvalid: xgb.DMatrix | None = None,
+) -> tuple[xgb.Booster, dict[str, Any]]:
+    """Fit one booster with its tuned params ``best`` (early-stopped on valid); returns it and its params
+    (base params, monotone constraints, ``fixed``, then ``best``). ``dtrain``/``dvalid`` as in
+    :func:`tune_booster`."""
     booster_params = {
-        **base_params(params.tune, eval_metric=metric),
+        **base_params(tune, objective=objective, eval_metric=metric),
         "monotone_constraints": data.monotone,
+        **(fixed or {}),
         **best,
     }
     booster = fit_booster(
         booster_params,
-        data.matrix("train"),
-        data.matrix("valid"),
-        num_boost_round=params.tune.num_boost_round,
-        early_stopping_rounds=params.tune.early_stopping_rounds,
+        data.matrix("train") if dtrain is None else dtrain,
+        data.matrix("valid") if dvalid is None else dvalid,
+        num_boost_round=tune.num_boost_round,
+        early_stopping_rounds=tune.early_stopping_rounds,
     )
+    return booster, booster_params
+
+
+def save_models(
+    params: Params,
+    task: str,
+    features_root: Path,
+    out: Path,
+    boosters: dict[str, xgb.Booster],
+    meta: dict[str, Any],
+    *,
+    description: str,
+    logged_params: dict[str, Any],
+    logged_metrics: dict[str, Any],
+    example: pd.DataFrame,
+    files: dict[str, str] | None = None,
+    extra_models: Callable[[Path], None] | None = None,
+) -> Path:
+    """Replace ``model/`` with ``boosters`` (each as ``files[name]``, default ``<name>.ubj``), ``meta`` as
+    ``features.json`` and what ``extra_models`` writes; then log every booster to the training run (with
+    ``logged_params``, ``logged_metrics``, ``example`` as input example) and write the run pointer (model URIs
+    by name; ``default`` is the one registered). The handoff of the module docstring."""
     model_dir = out / "model"
     clear_run_pointer(out)  # from here on no pointer may describe the model being replaced
     with atomic_dir(model_dir) as tmp:
-        save_booster(booster, tmp / "model.ubj")
-        write_json(
-            {"features": data.features, "directions": data.directions, "params": booster_params},
-            tmp / "features.json",
-        )
+        for name, booster in boosters.items():
+            save_booster(booster, tmp / (files or {}).get(name, f"{name}.ubj"))
+        write_json(meta, tmp / "features.json")
         if extra_models is not None:
             extra_models(tmp)
-        digest = dir_digest(
-            tmp
-        )  # of the files this process wrote (model/ may change under a concurrent train)
+        # of the files this process wrote (model/ may change under a concurrent train)
+        digest = dir_digest(tmp)
     fault_point("train.model_written")
     with tracking.stage_run(
         experiment_name=experiment_name(params, task),
@@ -196,12 +285,10 @@ def train_task(
         inputs={f"features_{task}": Path(features_root) / task},
         tags={"task": task, "model_digest": digest},
     ) as run:
-        tracking.log_params(booster_params)
-        tracking.log_metrics({"best_iteration": booster.num_boosted_rounds()})
-        model_uri = tracking.log_xgboost_model(
-            booster, data.frames["train"][data.features].astype("float32").head(20)
-        )
-        write_run_pointer(out, run.info.run_id, {"default": model_uri}, digest)
+        tracking.log_params(logged_params)
+        tracking.log_metrics(logged_metrics)
+        uris = {name: tracking.log_xgboost_model(booster, example) for name, booster in boosters.items()}
+        write_run_pointer(out, run.info.run_id, uris, digest)
     return model_dir
 
 
@@ -326,14 +413,23 @@ def log_evaluation(
     description: str,
     params_slice: BaseModel | dict[str, Any],
     artifacts: dict[str, Path],
-    registry_note: str,
+    registry_note: str = "",
+    registry_description: str | None = None,
     extra_params: dict | None = None,
+    json_artifacts: dict[str, Any] | None = None,
+    scored_models: Callable[[Path], tuple[dict[str, Any], list[str]]] | None = None,
 ) -> None:
     """Add evaluate's metrics and plots to the training run and register the model evaluate scored.
 
     The training run is used only when the run pointer carries the digest of the scored model (module
     docstring); otherwise the scored model is logged in a new run and the pointer is rewritten to it. The
     ``challenger`` alias is set only when ``passed`` (the task's OOT thresholds in params.yaml hold).
+
+    ``artifacts``: folders logged under their names; ``json_artifacts``: objects logged as JSON files at their
+    artifact paths (``"folder/name.json"``). The registered version's description is ``registry_description``,
+    else ``"<registry_note>; thresholds passed|NOT passed."``. ``scored_models(out)``: the boosters (by name;
+    ``default`` is registered) and the feature list, for logging them anew (default: :func:`load_model`'s
+    single booster). With several boosters each one's URI is also a run tag ``model_uri_<name>``.
     """
     digest = scored_digest(out)
     logged = verified_run(out, digest)
@@ -348,23 +444,40 @@ def log_evaluation(
         tags={"task": task, "model_digest": digest},
     ) as run:
         if run_id is None or run.info.run_id != run_id:
-            booster, features, _ = load_model(out)
+            boosters, features = (scored_models or _scored_booster)(out)
             example = pd.DataFrame(np.zeros((5, len(features)), dtype="float32"), columns=features)
-            model_uri = tracking.log_xgboost_model(booster, example)
-            write_run_pointer(out, run.info.run_id, {"default": model_uri}, digest)
+            uris = {name: tracking.log_xgboost_model(booster, example) for name, booster in boosters.items()}
+            write_run_pointer(out, run.info.run_id, uris, digest)
         else:
-            model_uri = logged["model_uri"]
+            uris = logged.get("model_uris") or {"default": logged["model_uri"]}
         if extra_params:
             tracking.log_params(extra_params)
         tracking.log_metrics(metrics)
         tracking.log_artifact(out / "metrics.json")
         for name, path in artifacts.items():
             tracking.log_artifacts(path, name)
-        tracking.set_tags({"thresholds_passed": str(passed).lower()})
+        if json_artifacts:
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, obj in json_artifacts.items():
+                    folder, _, file_name = name.rpartition("/")
+                    write_json(obj, Path(tmp) / file_name)
+                    tracking.log_artifact(Path(tmp) / file_name, folder or None)
+        tags = {"thresholds_passed": str(passed).lower()}
+        if len(uris) > 1:  # several models: the registry holds the default one, the run tags name them all
+            tags.update({f"model_uri_{name}": uri for name, uri in uris.items()})
+        tracking.set_tags(tags)
+        if registry_description is None:
+            registry_description = f"{registry_note}; thresholds {'passed' if passed else 'NOT passed'}."
         tracking.register_model(
             task,
-            model_uri,
+            uris["default"],
             challenger=passed,
-            description=f"{registry_note}; thresholds {'passed' if passed else 'NOT passed'}.",
+            description=registry_description,
             model_digest=digest,
         )
+
+
+def _scored_booster(out: Path) -> tuple[dict[str, Any], list[str]]:
+    """The single booster of ``out/model/`` by its run-pointer name, and its features (:func:`load_model`)."""
+    booster, features, _ = load_model(out)
+    return {"default": booster}, features

@@ -31,7 +31,7 @@ from cardlab.explain import shap_values
 from cardlab.serve.features import OnlineFeatures
 from cardlab.serve.registry import CreditModel, LimitModel
 from cardlab.serve.store import FeatureStore
-from cardlab.tasks import limit as L
+from cardlab.tasks import limit as limit_task
 
 DECISIONS = ("approve", "refer", "decline")
 
@@ -84,7 +84,7 @@ class DecisionEngine:
         self.observe = observe or (lambda stage, seconds: None)
         self.online = OnlineFeatures(store)
         self.credit_plan = self.online.plan(credit.features, model=f"{credit.name} v{credit.version}")
-        self.limit_names = [f for f in limit.meta["features"] if f not in L.TREAT]
+        self.limit_names = [f for f in limit.meta["features"] if f not in limit_task.TREAT]
         self.limit_plan = self.online.plan(
             self.limit_names, model=f"{limit.name} v{limit.version}", allow_account=True
         )
@@ -168,9 +168,11 @@ class DecisionEngine:
         frame["decision_type"] = "initial"
         # the registry's policy stands in for Params: .limit and .simulate.economics, all these read
         policy = cast(Params, lm.policy)
-        lines, allowed = L.line_options(frame, policy)
-        resp = L.predict_responses(lm.models, lm.meta, frame, lines)
-        profit, loss = L.profit_and_loss(resp["spend"], resp["revolve"], resp["default"], lines, policy)
+        lines, allowed = limit_task.line_options(frame, policy)
+        resp = limit_task.predict_responses(lm.models, lm.meta, frame, lines)
+        profit, loss = limit_task.profit_and_loss(
+            resp["spend"], resp["revolve"], resp["default"], lines, policy
+        )
         value = profit - lm.prices["exposure"] * lines - lm.prices["expected_loss"] * loss
         k = int(np.argmax(np.where(allowed, value, -np.inf)[0]))
         return {
