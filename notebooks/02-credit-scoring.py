@@ -230,11 +230,21 @@ try:
     from cardlab.tracking import configure
 
     configure()
-    versions = MlflowClient().search_model_versions("name = 'cardlab-credit'")
+    client = MlflowClient()
+    versions = client.search_model_versions("name = 'cardlab-credit'")
+    # search results carry no aliases: the registered model holds them (alias -> version)
+    aliases = client.get_registered_model("cardlab-credit").aliases if versions else {}
     print(
         pd.DataFrame(
             [
-                {"version": v.version, "aliases": ",".join(v.aliases), "description": v.description}
+                {
+                    "version": v.version,
+                    "aliases": ",".join(
+                        sorted(a for a, ver in aliases.items() if str(ver) == str(v.version))
+                    ),
+                    "gate": v.tags.get("gate_red", ""),
+                    "description": v.description,
+                }
                 for v in versions
             ]
         ).to_string(index=False)

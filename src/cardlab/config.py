@@ -271,9 +271,11 @@ class CreditParams(StrictModel):
     pdo: Annotated[float, Field(gt=0)] = 20.0
     n_grades: Annotated[int, Field(ge=3, le=30)] = 10
     bootstrap: Annotated[int, Field(ge=10)] = 200
-    # challenger alias only when these hold on OOT
+    # challenger alias only when the monitoring plan (modeling/monitoring.py, with these limits) has no red
+    # indicator on OOT, or each red one is waived here: {indicator: the reviewer's reason}
     min_oot_auc: Probability = 0.70
     max_oot_psi: Annotated[float, Field(gt=0)] = 0.25
+    gate_waivers: dict[str, str] = Field(default_factory=dict)
 
 
 class LimitParams(StrictModel):
@@ -310,6 +312,9 @@ class LimitParams(StrictModel):
     # challenger alias only if the oracle expected loss of the policy is within cap * (1 + tolerance)
     # and profit_capture > 0
     expected_loss_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.05
+    # the registered PD model is challenger only when the policy checks hold and the monitoring plan (with
+    # credit.max_oot_psi / min_oot_auc) has no red indicator on OOT, or each red one is waived here
+    gate_waivers: dict[str, str] = Field(default_factory=dict)
     # exposure-budget shares of the profit frontier plot
     frontier_budget_shares: list[Annotated[float, Field(gt=0, le=2.0)]] = Field(
         default_factory=lambda: [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4]

@@ -312,11 +312,18 @@ def log_xgboost_model(booster: Any, input_example: Any) -> str:
 
 
 def register_model(
-    task: str, model_uri: str, *, challenger: bool, description: str, model_digest: str | None = None
+    task: str,
+    model_uri: str,
+    *,
+    challenger: bool,
+    description: str,
+    model_digest: str | None = None,
+    version_tags: dict[str, str] | None = None,
 ) -> int:
     """Register ``model_uri`` as a version of ``cardlab-<task>`` tagged with ``model_digest``; when a version
     with that digest exists, return it instead of adding a duplicate. The ``challenger`` alias follows
-    ``challenger``: set on this version when true, taken off it when false."""
+    ``challenger``: set on this version when true, taken off it when false. ``version_tags`` (the monitoring
+    gate's grades and waivers) are set on the version."""
     configure()
     spec = taskspec.get(task)
     name = spec.registered
@@ -334,6 +341,8 @@ def register_model(
         tags = {"model_digest": model_digest} if model_digest else None
         version = int(mlflow.register_model(model_uri, name, tags=tags).version)
     client.update_model_version(name, str(version), description=description)
+    for key, value in (version_tags or {}).items():
+        client.set_model_version_tag(name, str(version), key, value)
     if challenger:
         client.set_registered_model_alias(name, "challenger", str(version))
     else:

@@ -24,6 +24,8 @@ import yaml
 
 from cardlab import taskspec
 from cardlab.config import Params, repo_root
+from cardlab.modeling import monitoring
+from cardlab.modeling.workflow import model_digest
 
 PERF_KEYS = ("auc", "ks", "gini", "brier", "bad_rate", "mean_pd", "n")
 SPLITS = ("train", "valid", "oot")
@@ -88,6 +90,7 @@ def _read_json(path: Path) -> dict:
 
 def _lineage(params: Params, task: str, out: Path, features_root: Path, oracle: Path) -> dict[str, Any]:
     root = repo_root()
+    digest = model_digest(out) if (out / "model").exists() else "(no model/ folder)"
     manifest = {}
     for cand in (
         features_root.parent / "manifest.json",
@@ -119,12 +122,15 @@ def _lineage(params: Params, task: str, out: Path, features_root: Path, oracle: 
         "manifest": manifest,
         "dvc": dvc,
         # git commit and MLflow ids change with every commit/run; the DVC-tracked report.html must stay
-        # byte-identical for the same inputs, so it points to the MLflow run tags, and only the copy logged
-        # to MLflow (see run._log_to_mlflow) carries the concrete values
+        # byte-identical for the same inputs, so it names the run and the registered version by the model's
+        # digest (deterministic; the tag on both), and the copy logged to MLflow (run._log_to_mlflow) carries
+        # the concrete ids
         "git_commit": "recorded as MLflow run tag git_commit",
         "git_dirty": "see tag git_dirty",
-        "mlflow_run_id": "the MLflow run this report is logged to",
-        "model_uri": "registered model version: see the run's Models tab",
+        "mlflow_run_id": f"run '{task}-model' of experiment '{params.tracking.experiment_prefix}-{task}' "
+        f"whose tag model_digest is {digest}",
+        "model_uri": f"models:/{taskspec.get(task).registered}/<version> — the version tagged model_digest = "
+        f"{digest} (MLflow UI: Models, search tags.model_digest)",
     }
 
 
@@ -145,9 +151,15 @@ def collect_context(
     oracle: Path,
 ) -> dict[str, Any]:
     """Everything the report shows, with images already read (so the report can be rendered anywhere)."""
-    # the validation pack: credit's evaluate writes it to validation/, limit's (its PD model) to plots/pd_model/
+    # the validation pack: credit's evaluate writes it to validation/, limit's (its PD model) to plots/pd_model/,
+    # churn's to plots/validation/
     val = next(
-        (d for d in (out / "validation", out / "plots" / "pd_model") if d.exists()), out / "validation"
+        (
+            d
+            for d in (out / "validation", out / "plots" / "pd_model", out / "plots" / "validation")
+            if d.exists()
+        ),
+        out / "validation",
     )
     imgs = {
         name: _img(explain_dir / f"{name}.png", name)
@@ -175,6 +187,8 @@ def collect_context(
         "cutoff": cutoff,
         "imgs": imgs,
         "csi": csi.head(10),
+        # the task's own figures (limit: the policy frontier and lines by grade; churn: qini, targeting, value)
+        "task_imgs": [_img(path, path.stem) for path in sorted((out / "plots").glob("*.png"))],
     }
 
 
@@ -191,54 +205,19 @@ def _perf_table(m: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _monitoring(params: Params, task: str) -> pd.DataFrame:
+def _monitoring(params: Params, task_metrics: dict[str, Any]) -> pd.DataFrame:
+    """The monitoring plan (modeling/monitoring.py, the one the challenger gate applies) with this model's
+    OOT grade per gated indicator and any waiver from params.yaml."""
     cp = params.credit
-    rows = [
-        (
-            "Score PSI vs development (monthly)",
-            "< 0.10",
-            "0.10 – 0.25",
-            f"> {cp.max_oot_psi:.2f}: revalidate",
-        ),
-        (
-            "Feature CSI, top-20 features (monthly)",
-            "< 0.10",
-            "0.10 – 0.25",
-            "> 0.25: investigate source data",
-        ),
-        (
-            "AUC on matured cohorts (quarterly)",
-            f">= {cp.min_oot_auc + 0.05:.2f}",
-            f"{cp.min_oot_auc:.2f} – {cp.min_oot_auc + 0.05:.2f}",
-            f"< {cp.min_oot_auc:.2f}: challenger / redevelop",
-        ),
-        (
-            "Actual / predicted bad rate (quarterly)",
-            "0.85 – 1.15",
-            "0.75 – 0.85 or 1.15 – 1.30",
-            "outside 0.75 – 1.30: recalibrate",
-        ),
-        (
-            "Jeffreys test by grade (annual back-test)",
-            "0 grades rejected",
-            "1 grade",
-            ">= 2 grades: recalibrate",
-        ),
-        (
-            "Approval-rate ratio by city tier / age band / gender",
-            ">= 0.90",
-            "0.80 – 0.90",
-            "< 0.80 (four-fifths rule): fair-lending review",
-        ),
-        (
-            "Reason-code stability (Jaccard, at redevelopment)",
-            ">= 0.70",
-            "0.50 – 0.70",
-            "< 0.50: review grouping",
-        ),
-        ("Override and manual-review rate (monthly)", "< 5 %", "5 – 10 %", "> 10 %: policy review"),
-    ]
-    return pd.DataFrame(rows, columns=["indicator", "green", "amber", "red / action"])
+    graded = {g["indicator"]: g for g in (task_metrics.get("gate") or {}).get("grades", [])}
+    rows = []
+    for ind in monitoring.plan(cp.max_oot_psi, cp.min_oot_auc):
+        g = graded.get(ind.key)
+        now = "not gated at evaluate" if g is None else f"{_fmt(g['value'])}: {g['grade']}"
+        if g is not None and g.get("waiver"):
+            now += f" (waived: {g['waiver']})"
+        rows.append((ind.name, ind.green, ind.amber, ind.red, now))
+    return pd.DataFrame(rows, columns=["indicator", "green", "amber", "red / action", "this model (OOT)"])
 
 
 def render(ctx: dict[str, Any]) -> str:
@@ -267,15 +246,19 @@ def render(ctx: dict[str, Any]) -> str:
                 ("explanations", "Explanations"),
                 ("truth", "Faithfulness"),
                 ("comparison", "Baselines & oracle"),
+                ("grades", "Grades"),
                 ("limitations", "Limitations"),
                 ("monitoring", "Monitoring"),
             )
         )
         + "</nav>"
     )
+    # the validation pack's stratified-bootstrap CI, else the customer-clustered bounds of the grading
+    lo = m.get("oot_auc_ci_lo", m.get("oot_auc_lo"))
+    hi = m.get("oot_auc_ci_hi", m.get("oot_auc_hi"))
     headline = (
-        f"OOT AUC {_fmt(m.get('oot_auc'))} (95% CI {_fmt(m.get('oot_auc_ci_lo'))} – "
-        f"{_fmt(m.get('oot_auc_ci_hi'))}); oracle {_fmt(m.get('oot_oracle_auc'))}; PSI {_fmt(m.get('oot_psi'))}"
+        f"OOT AUC {_fmt(m.get('oot_auc'))} (95% CI {_fmt(lo)} – {_fmt(hi)}); oracle "
+        f"{_fmt(m.get('oot_oracle_auc'))}; PSI {_fmt(m.get('oot_psi'))}"
         if m
         else "Task metrics (experiments/<task>/metrics.json) not available."
     )
@@ -485,11 +468,32 @@ def render(ctx: dict[str, Any]) -> str:
     )
     add(f"<p>Gap to the Bayes-optimal oracle: {_fmt(m.get('oot_auc_gap_to_oracle'))} AUC.</p>")
 
+    add('<h2 id="grades">10b. The task graded against the oracle</h2>')
+    headline_keys = taskspec.get(task).headline
+    add(
+        "<p>"
+        + "; ".join(f"{_esc(k)} {_esc(_fmt(m.get(k)))}" for k in headline_keys if k in m)
+        + ". A bar is met only when its lower confidence bound clears it (docs/grading.md).</p>"
+    )
+    bars = pd.DataFrame(
+        m.get("bars") or [], columns=["name", "value", "lower", "upper", "threshold", "verdict"]
+    )
+    add(_table(bars, left=("name", "verdict")))
+    for img in ctx.get("task_imgs", []):
+        add(img)
+
     add('<h2 id="limitations">11. Limitations</h2><ul>')
+    selected = taskspec.get(task).modelled_column is not None  # rows modelled only where, e.g., approved
     for item in (
         "Synthetic world: relationships are those the simulator encodes; real portfolios have richer drift.",
-        "Reject inference: the model is fitted on booked accounts only; declined applicants' true PDs are known "
-        "here only because the world is synthetic (see declined_mean_pd_* in metrics.json).",
+        *(
+            [
+                "Reject inference: the model is fitted on booked accounts only; declined applicants' true PDs are "
+                "known here only because the world is synthetic (see declined_mean_pd_* in metrics.json)."
+            ]
+            if selected
+            else []
+        ),
         "SHAP explains the model, not the world: path-dependent SHAP attributes along training-data tree paths; "
         "correlated features share credit, hence grouped reasons.",
         "Reason codes rank contributions in log-odds; they are not counterfactual recourse advice.",
@@ -500,7 +504,16 @@ def render(ctx: dict[str, Any]) -> str:
         add(f"<li>{_esc(item)}</li>")
     add("</ul>")
     add('<h2 id="monitoring">12. Monitoring plan</h2>')
-    add(_table(_monitoring(ctx["params"], task), left=("indicator", "green", "amber", "red / action")))
+    gate = m.get("gate") or {}
+    if gate:
+        verdict = "passed" if gate.get("passed") else "NOT passed: not registered as challenger"
+        add(f"<p>Challenger gate (this plan on the OOT window): <b>{_esc(verdict)}</b>.</p>")
+    add(
+        _table(
+            _monitoring(ctx["params"], m),
+            left=("indicator", "green", "amber", "red / action", "this model (OOT)"),
+        )
+    )
     add('<p class="note">Generated by <code>cardlab explain</code>; deterministic for the same inputs.</p>')
     add("</body></html>\n")
     return "".join(parts)

@@ -34,9 +34,11 @@ def _bands(value: float, green: Callable[[float], bool], amber: Callable[[float]
     return GREEN if green(value) else AMBER if amber(value) else RED
 
 
-def plan(max_psi: float, min_auc: float) -> list[Indicator]:
-    """The plan for a PD model with the task's PSI and AUC limits (params ``credit.max_oot_psi`` etc.)."""
-    return [
+def plan(max_psi: float, min_auc: float, *, approvals: bool = True) -> list[Indicator]:
+    """The plan for a PD model with the task's PSI and AUC limits (params ``credit.max_oot_psi`` etc.).
+    ``approvals``: the model decides approvals (credit), so the approval-rate ratio is gated; a line-review
+    model (limit) has no approve/decline decision at evaluate, and the indicator is left to explain's table."""
+    indicators = [
         Indicator(
             "psi",
             "Score PSI vs development (monthly)",
@@ -88,8 +90,8 @@ def plan(max_psi: float, min_auc: float) -> list[Indicator]:
             ">= 0.90",
             "0.80 – 0.90",
             "< 0.80 (four-fifths rule): fair-lending review",
-            "fairness_min_air",
-            lambda v: _bands(v, lambda x: x >= 0.90, lambda x: x >= 0.80),
+            "fairness_min_air" if approvals else None,
+            (lambda v: _bands(v, lambda x: x >= 0.90, lambda x: x >= 0.80)) if approvals else None,
         ),
         Indicator(
             "reason_stability",
@@ -108,6 +110,7 @@ def plan(max_psi: float, min_auc: float) -> list[Indicator]:
             None,
         ),
     ]
+    return indicators
 
 
 def derived(metrics: dict[str, Any]) -> dict[str, float]:
@@ -157,3 +160,19 @@ def gate(indicators: list[Indicator], metrics: dict[str, Any], waivers: dict[str
         if grade == RED:
             (waived if waiver else red).append(ind.key)
     return {"passed": not red, "grades": grades, "red": red, "waived": waived}
+
+
+def tags(result: dict[str, Any]) -> dict[str, str]:
+    """Run / model-version tags of a gate verdict: each graded indicator, and the red and waived lists."""
+    out = {f"gate_{g['indicator']}": g["grade"] for g in result["grades"]}
+    out["gate_red"] = ",".join(result["red"]) or "none"
+    out["gate_waived"] = ",".join(result["waived"]) or "none"
+    return out
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One sentence for the registry description."""
+    red = ", ".join(result["red"]) or "none"
+    waived = ", ".join(f"{g['indicator']} ({g['waiver']})" for g in result["grades"] if g["waiver"]) or "none"
+    verdict = "passed" if result["passed"] else "NOT passed"
+    return f"Monitoring plan on OOT: {verdict}; red: {red}; waived: {waived}."

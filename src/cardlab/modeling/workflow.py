@@ -41,6 +41,7 @@ from cardlab import taskspec, tracking
 from cardlab.artifacts import atomic_dir, dir_digest, fault_point, read_json, write_json
 from cardlab.config import Params, TuneParams, params_hash
 from cardlab.errors import InputDataError, MissingInputError, ModelFileError
+from cardlab.modeling import monitoring
 from cardlab.modeling.screen import shadow_screen
 from cardlab.modeling.tuning import run_study
 from cardlab.modeling.xgb import (
@@ -418,8 +419,14 @@ def log_evaluation(
     extra_params: dict | None = None,
     json_artifacts: dict[str, Any] | None = None,
     scored_models: Callable[[Path], tuple[dict[str, Any], list[str]]] | None = None,
+    gate: dict[str, Any] | None = None,
 ) -> None:
     """Add evaluate's metrics and plots to the training run and register the model evaluate scored.
+
+    ``gate``: the monitoring plan's verdict (:func:`cardlab.modeling.monitoring.gate`); its grades, red and
+    waived indicators become run and model-version tags (``gate_<indicator>``, ``gate_red``,
+    ``gate_waived``) and end the version's description, so the registry shows why a model is or is not
+    challenger.
 
     The training run is used only when the run pointer carries the digest of the scored model (module
     docstring); otherwise the scored model is logged in a new run and the pointer is rewritten to it. The
@@ -463,17 +470,22 @@ def log_evaluation(
                     write_json(obj, Path(tmp) / file_name)
                     tracking.log_artifact(Path(tmp) / file_name, folder or None)
         tags = {"thresholds_passed": str(passed).lower()}
+        gate_tags = monitoring.tags(gate) if gate is not None else {}
+        tags.update(gate_tags)
         if len(uris) > 1:  # several models: the registry holds the default one, the run tags name them all
             tags.update({f"model_uri_{name}": uri for name, uri in uris.items()})
         tracking.set_tags(tags)
         if registry_description is None:
             registry_description = f"{registry_note}; thresholds {'passed' if passed else 'NOT passed'}."
+        if gate is not None:
+            registry_description += " " + monitoring.summary(gate)
         tracking.register_model(
             task,
             uris["default"],
             challenger=passed,
             description=registry_description,
             model_digest=digest,
+            version_tags=gate_tags,
         )
 
 

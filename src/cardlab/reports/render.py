@@ -1,6 +1,6 @@
 """Charts (matplotlib, Agg) and the self-contained HTML report.
 
-Every chart has a title, axis units and a one-line takeaway (printed under the chart and in the HTML caption).
+Every chart has a title, axis units and a one-line takeaway (printed under the chart; the HTML alt text repeats it).
 PNGs are written without the ``Software`` metadata chunk and with fixed rcParams, so the same numbers give the
 same bytes; the HTML inlines them as base64 and references no external resource.
 """
@@ -352,7 +352,7 @@ def chart_campaigns(campaigns: pl.DataFrame) -> Chart | None:
 CSS = """
 body{font-family:Helvetica,Arial,sans-serif;max-width:1150px;margin:24px auto;color:#222;font-size:14px}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:12px;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
+table{border-collapse:collapse;font-size:12px;margin:8px 0;display:block;max-width:100%;overflow-x:auto}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}figure{margin:12px 0}figcaption{font-style:italic;color:#444}
 img{max-width:100%}
 """
@@ -366,7 +366,7 @@ def _fmt(v: object) -> str:
     if isinstance(v, float):
         if np.isnan(v):
             return ""
-        if v.is_integer() and abs(v) >= 10:
+        if v.is_integer():  # counts stored as floats print as counts
             return f"{int(v):,}"
         return f"{v:,.4f}" if abs(v) < 10 else f"{v:,.1f}"
     return html.escape(str(v))
@@ -391,8 +391,9 @@ def table_html(rows: list[dict[str, object]], columns: list[str] | None = None) 
 def figure_html(chart: Chart) -> str:
     b64 = base64.b64encode(chart.png).decode("ascii")
     return (
-        f"<figure><img alt='{html.escape(chart.title)}' src='data:image/png;base64,{b64}'>"
-        f"<figcaption>{html.escape(chart.takeaway)}</figcaption></figure>"
+        # the takeaway is printed under the chart in the PNG itself: no second copy as a caption
+        f"<figure><img alt='{html.escape(chart.title)}: {html.escape(chart.takeaway)}' "
+        f"src='data:image/png;base64,{b64}'></figure>"
     )
 
 

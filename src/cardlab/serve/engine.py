@@ -88,6 +88,10 @@ class DecisionEngine:
         self.limit_plan = self.online.plan(
             self.limit_names, model=f"{limit.name} v{limit.version}", allow_account=True
         )
+        # the registry's policy stands in for Params: .limit and .simulate.economics, all these read
+        self.limit_policy = cast(Params, limit.policy)
+        booking = pd.DataFrame({"decision_type": ["initial"], "line_before_fen": [np.nan]})
+        self.booking_lines = limit_task.line_options(booking, self.limit_policy)
         banks = set(store.partner_banks)
         self.partner_banks = banks
 
@@ -163,15 +167,14 @@ class DecisionEngine:
     def line(self, x_limit: np.ndarray) -> dict:
         """The first line (yuan) by the shadow-price rule, with its predicted PD and profit."""
         lm = self.limit
-        frame = pd.DataFrame(x_limit[None, :], columns=self.limit_names)
-        frame["line_before_fen"] = np.nan
-        frame["decision_type"] = "initial"
-        # the registry's policy stands in for Params: .limit and .simulate.economics, all these read
-        policy = cast(Params, lm.policy)
-        lines, allowed = limit_task.line_options(frame, policy)
-        resp = limit_task.predict_responses(lm.models, lm.meta, frame, lines)
+        # booking options are the grid for every application: built once (self.booking_lines), and the
+        # response models read the feature row as it is (no DataFrame per request)
+        lines, allowed = self.booking_lines
+        resp = limit_task.predict_response_matrix(
+            lm.models, lm.meta, x_limit.astype(np.float32)[None, :], np.array([np.nan]), lines
+        )
         profit, loss = limit_task.profit_and_loss(
-            resp["spend"], resp["revolve"], resp["default"], lines, policy
+            resp["spend"], resp["revolve"], resp["default"], lines, self.limit_policy
         )
         value = profit - lm.prices["exposure"] * lines - lm.prices["expected_loss"] * loss
         k = int(np.argmax(np.where(allowed, value, -np.inf)[0]))

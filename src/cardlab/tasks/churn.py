@@ -38,7 +38,9 @@ from cardlab.errors import MissingInputError
 from cardlab.modeling import grading as oracle_grading
 from cardlab.modeling import metrics as model_metrics
 from cardlab.modeling import uplift as uplift_models
+from cardlab.modeling.validation import top_gain_features, validation_pack
 from cardlab.modeling.workflow import (
+    SPLITS,
     ContractMetrics,
     load_model,
     load_task_data,
@@ -478,8 +480,6 @@ def evaluate(
     snaps = snaps.merge(ceilings["uplift"], on=["card_id", "snapshot_date"], how="left")
     metrics.update(contract(params, TASK, features_root, oracle, out))
     metrics["bars"] = bars(metrics, params)
-    metrics = rounded(dict(sorted(metrics.items())))
-    write_json(metrics, out / "metrics.json")
 
     pred_cols = [
         *KEYS,
@@ -497,6 +497,29 @@ def evaluate(
         pred["snapshot_date"] = pred["snapshot_date"].dt.date  # dates are dates in every output table
         write_parquet(pred, tmp / "part-0.parquet")
     with atomic_dir(out / "plots") as tmp:
+        # the validation pack credit and limit's PD model get (ROC, reliability, Hosmer-Lemeshow, PSI / CSI,
+        # Jeffreys by grade, gains) on the labelled rows the oracle covers; churn's own keys take precedence
+        truth = read_churn_true(oracle)[["card_id", "snapshot_date", "p_churn_true"]]
+        truth["snapshot_date"] = _as_datetime(truth["snapshot_date"])
+        lab = snaps[snaps["label"].notna()].merge(truth, on=["card_id", "snapshot_date"], how="inner")
+        frames = {
+            s: lab[lab["split"] == s].reset_index(drop=True).assign(label=lambda d: d["label"].astype(int))
+            for s in SPLITS
+        }
+        pack = validation_pack(
+            frames,
+            score_col="churn_p",
+            month_col="snapshot_date",
+            oracle_col="p_churn_true",
+            features=top_gain_features(booster, 15),
+            out_dir=tmp / "validation",
+            n_boot=params.credit.bootstrap,
+            seed=params.tune.seed,
+            n_grades=params.credit.n_grades,
+        )
+        metrics.update({k: v for k, v in pack.items() if k not in metrics})
+        metrics = rounded(dict(sorted(metrics.items())))
+        write_json(metrics, out / "metrics.json")
         _write_plots(tables, metrics, tmp)
 
     passed = bool(

@@ -22,6 +22,8 @@ from cardlab.artifacts import atomic_dir, rounded, write_json, write_parquet
 from cardlab.config import Params
 from cardlab.modeling import grading as oracle_grading
 from cardlab.modeling import metrics as model_metrics
+from cardlab.modeling import monitoring
+from cardlab.modeling.fairness import decision_mask, fairness_table, min_air
 from cardlab.modeling.scorecard import fit_scorecard, scorecard_pd
 from cardlab.modeling.stylised import footprint_facts, model_class_fact
 from cardlab.modeling.validation import top_gain_features, validation_pack
@@ -168,7 +170,17 @@ def evaluate(
         )
     # the explanation keys of the contract (the explain stage computes the same on the same sample, and more)
     metrics.update(contract(params, TASK, features_root, oracle, out))
+    # adverse impact of the approve/decline rule on OOT applications (the table explain reports, same rule)
+    oot = (snapshots["split"] == "oot").to_numpy()
+    adverse, _ = decision_mask(TASK, params, snapshots, snapshots["pd"].to_numpy(dtype=np.float64), oot)
+    fair = fairness_table(snapshots, snapshots["pd"].to_numpy(), adverse, oot, snapshots["score"].to_numpy())
+    metrics.update(min_air(fair))
     metrics["bars"] = bars(metrics, params)
+    metrics["gate"] = monitoring.gate(
+        monitoring.plan(cp.max_oot_psi, cp.min_oot_auc),
+        {**metrics, **monitoring.derived(metrics)},
+        cp.gate_waivers,
+    )
     metrics = rounded(dict(sorted(metrics.items())))
     write_json(metrics, out / "metrics.json")
     pred_cols = [
@@ -185,7 +197,8 @@ def evaluate(
     with atomic_dir(out / "predictions.parquet") as tmp:
         write_parquet(snapshots[pred_cols].reset_index(drop=True), tmp / "part-0.parquet")
 
-    passed = bool(metrics["oot_auc"] >= cp.min_oot_auc and metrics["oot_psi"] <= cp.max_oot_psi)
+    # the challenger gate is the report's monitoring plan (modeling/monitoring.py), not AUC and PSI alone
+    passed = bool(metrics["gate"]["passed"])
     log_evaluation(
         params,
         TASK,
@@ -197,6 +210,7 @@ def evaluate(
         artifacts={"validation": out / "validation"},
         registry_note=f"OOT AUC {metrics['oot_auc']:.3f} (oracle {metrics['oot_oracle_auc']:.3f}), "
         f"PSI {metrics['oot_psi']:.3f}",
+        gate=metrics["gate"],
     )
     return metrics
 

@@ -73,6 +73,7 @@ from cardlab.tasks.limit.responses import (
     load_models,
     monotone_in_line,
     pd_line_slope,
+    predict_response_matrix,
     predict_responses,
     recalibration_shift,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "pd_line_slope",
     "pd_validation_frames",
     "plan_decisions",
+    "predict_response_matrix",
     "predict_responses",
     "profit_and_loss",
     "profit_ceiling",

@@ -195,10 +195,26 @@ def predict_responses(
     log-line offset and the PD recalibration applied (``logit_shift`` replaces the recalibration shift of the
     default model when given, e.g. 0.0 for the policy without recalibration), then made non-decreasing in the
     line per row."""
-    n, k = lines.shape
     names = [f for f in meta["features"] if f not in TREAT]
     base = df[names].astype("float32").to_numpy()
     before = df["line_before_fen"].astype("float64").to_numpy() / 100.0
+    return predict_response_matrix(models, meta, base, before, lines, logit_shift=logit_shift)
+
+
+def predict_response_matrix(
+    models: dict,
+    meta: dict,
+    base: np.ndarray,
+    before: np.ndarray,
+    lines: np.ndarray,
+    *,
+    logit_shift: float | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`predict_responses` on arrays: ``base`` (n x p float32, the models' non-treatment features in
+    their order), ``before`` (n, the line before the decision in yuan; NaN at booking). The decision service
+    calls this for one application, without building a DataFrame."""
+    n, k = lines.shape
+    names = [f for f in meta["features"] if f not in TREAT]
     X = np.repeat(base, k, axis=0)
     treat = treatment_columns(lines.reshape(-1), np.repeat(before, k))
     X = np.column_stack([X, *(treat[t].astype("float32") for t in TREAT)])

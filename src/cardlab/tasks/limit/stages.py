@@ -16,6 +16,7 @@ import xgboost as xgb
 
 from cardlab.artifacts import atomic_dir, dir_digest, rounded, write_json, write_parquet
 from cardlab.config import Params
+from cardlab.modeling import monitoring
 from cardlab.modeling.screen import shadow_screen
 from cardlab.modeling.validation import top_gain_features, validation_pack
 from cardlab.modeling.workflow import (
@@ -305,6 +306,13 @@ def evaluate(
         metrics.update(pd_grades)
         metrics.update(contract(params, TASK, features_root, oracle, out))
         metrics["bars"] = bars(metrics, params)
+        # the registered PD model against the monitoring plan (credit's PSI / AUC limits; no approvals here)
+        metrics["gate"] = monitoring.gate(
+            monitoring.plan(params.credit.max_oot_psi, params.credit.min_oot_auc, approvals=False),
+            {**metrics, **monitoring.derived(metrics)},
+            lp.gate_waivers,
+        )
+        passed = passed and bool(metrics["gate"]["passed"])
         metrics = rounded(dict(sorted(metrics.items())))
         write_json(metrics, out / "metrics.json")
         _round_df(frontier_df).to_csv(tmp / "frontier.csv", index=False, lineterminator="\n")
@@ -367,6 +375,7 @@ def _log_to_mlflow(
             f"{'challenger' if passed else 'not promoted'}."
         ),
         scored_models=_scored_models,
+        gate=metrics["gate"],
     )
 
 
