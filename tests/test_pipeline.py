@@ -97,3 +97,49 @@ def test_explain_and_report_outputs(pipeline_root: Path):
         assert {"shap_truth_spearman", "n_drivers_used", "bars"} <= set(m)
     kpis = json.loads((pipeline_root / "experiments" / "portfolio" / "kpis.json").read_text())
     assert kpis, "portfolio headline KPIs are empty"
+
+
+def test_challenger_gate_agrees_with_the_reports_own_evidence(pipeline_root: Path):
+    """The registered PD models are challenger only when the monitoring plan has no unwaived red indicator,
+    recomputed here from metrics.json's own numbers with the plan's bands (issue 21: a model tagged
+    "thresholds passed" with actual/predicted 1.78 and an approval-rate ratio of 0.68)."""
+    from mlflow.tracking import MlflowClient
+
+    from cardlab import taskspec
+    from cardlab.modeling import monitoring
+    from cardlab.tracking import configure
+
+    params = load_params(pipeline_root / "params.yaml")
+    plan = {i.key: i for i in monitoring.plan(params.credit.max_oot_psi, params.credit.min_oot_auc)}
+    for task, waivers in (("credit", params.credit.gate_waivers), ("limit", params.limit.gate_waivers)):
+        m = _metrics(pipeline_root, task)
+        gate, derived = m["gate"], monitoring.derived(m)
+        for g in gate["grades"]:
+            value = {**m, **derived}[g["metric"]]
+            # metrics.json rounds to 6 decimals, so a ratio recomputed from it differs in the 5th digit
+            assert abs(g["value"] - value) <= 1e-4 * max(1.0, abs(value)), (
+                f"{task} {g['indicator']}: graded {g['value']}, metric {value}"
+            )
+            assert g["grade"] == plan[g["indicator"]].grade(value)
+        red = [
+            g["indicator"] for g in gate["grades"] if g["grade"] == "red" and g["indicator"] not in waivers
+        ]
+        assert gate["red"] == red
+        if task == "credit":
+            assert {"approval_ratio", "actual_to_predicted", "jeffreys"} <= {
+                g["indicator"] for g in gate["grades"]
+            }
+        # the registry agrees: challenger iff passed, and the version carries the grades
+        os.environ.setdefault("CARDLAB_ROOT", str(pipeline_root))
+        configure()
+        client = MlflowClient()
+        name = taskspec.get(task).registered
+        digest = json.loads((pipeline_root / "experiments" / task / ".mlflow_run").read_text())[
+            "model_digest"
+        ]
+        (version,) = client.search_model_versions(f"name = '{name}' and tags.model_digest = '{digest}'")
+        assert version.tags["gate_red"] == (",".join(red) or "none")
+        aliases = client.get_registered_model(name).aliases or {}
+        is_challenger = str(aliases.get("challenger")) == str(version.version)
+        passed = gate["passed"] and (task != "limit" or bool(m["constraints_hold"]))
+        assert is_challenger == passed, f"{task}: challenger {is_challenger}, gate passed {passed}"
