@@ -207,11 +207,16 @@ def main() -> None:
                         )
                     ]
                     store.close()
+                    # applications dated in the store's own "today" month (not a date of some other world)
+                    from cardlab.serve.store import FeatureStore
+
+                    online = FeatureStore(root / "data" / "online")
+                    day = online.month_start(online.today).isoformat()
                     with httpx.Client(base_url=server.url, timeout=30) as c:
                         for i, cid in enumerate(ids):
                             app = {
                                 "customer_id": cid,
-                                "application_date": "2026-01-10",
+                                "application_date": day,
                                 "legacy_score": 520 + (i * 7) % 300,
                             }
                             bodies.append(json.dumps(app))
