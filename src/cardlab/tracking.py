@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import yaml
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.tracking import MlflowClient
@@ -114,17 +115,54 @@ def configure() -> str:
     return uri
 
 
+def experiment_description(name: str) -> str:
+    """What a reviewer reads on the experiment page (the ``mlflow.note.content`` tag)."""
+    task = next((t for t in taskspec.names() if name.endswith(f"-{t}")), None)
+    if task is None:
+        return f"cardlab experiment {name}."
+    card = taskspec.get(task).card
+    return (
+        f"{card.title}. {card.purpose}\n\n"
+        f"Runs: `{task}-tune-<hash>` is one Optuna study (its trials are nested runs); `{task}-model-<digest>` is "
+        f"one trained model: train logs it, evaluate adds the OOT metrics and plots, explain the SHAP report "
+        f"(report.html). The registered model `{taskspec.get(task).registered}` has one version per model "
+        f"digest (tag model_digest, the same on the run); alias challenger only when the monitoring plan has "
+        f"no red indicator (tags gate_*)."
+    )
+
+
 def experiment(name: str) -> str:
-    """Get or create an experiment whose artifacts live under ``<repo>/mlartifacts/<name>``."""
+    """Get or create an experiment whose artifacts live under ``<repo>/mlartifacts/<name>``, with its
+    description (:func:`experiment_description`)."""
     configure()
     client = MlflowClient()
     exp = client.get_experiment_by_name(name)
     if exp is not None:
-        return exp.experiment_id
-    if is_server(tracking_uri()):  # the server keeps artifacts where it serves them from (its S3 store)
-        return client.create_experiment(name)
-    location = f"{artifact_root()}/{name}"
-    return client.create_experiment(name, artifact_location=location)
+        exp_id = exp.experiment_id
+    elif is_server(tracking_uri()):  # the server keeps artifacts where it serves them from (its S3 store)
+        exp_id = client.create_experiment(name)
+    else:
+        exp_id = client.create_experiment(name, artifact_location=f"{artifact_root()}/{name}")
+    if exp is None or "mlflow.note.content" not in (exp.tags or {}):
+        client.set_experiment_tag(exp_id, "mlflow.note.content", experiment_description(name))
+    return exp_id
+
+
+def dvc_md5(path: Path) -> str | None:
+    """The md5 dvc.lock records for ``path`` (an output of an earlier stage), so a run's input can be matched
+    to the pipeline's lock file; None outside a DVC repo or for a path no stage outputs."""
+    root = repo_root()
+    lock = root / "dvc.lock"
+    try:
+        rel = str(Path(path).resolve().relative_to(root.resolve()))
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.exists() else {}
+    except (ValueError, OSError, yaml.YAMLError):
+        return None
+    for stage in stages.values():
+        for out in stage.get("outs") or []:
+            if out.get("path") == rel:
+                return out.get("md5")
+    return None
 
 
 PROCESS_TAG = "cardlab_process"
@@ -235,11 +273,14 @@ def _stage_run(
         mark_orphans_killed(exp_id)
     inputs = inputs or {}
     digest = "-".join(dir_digest(p)[:12] for p in inputs.values() if Path(p).exists()) or "none"
+    # the md5 dvc.lock holds for each input (the same hash `dvc status` compares), beside cardlab's digest
+    dvc_inputs = {f"dvc_md5_{name}": dvc_md5(Path(p)) for name, p in inputs.items()}
     all_tags = {
         **git_state(),
         "dvc_stage": stage,
         "params_hash": params_hash,
         "input_digest": digest,
+        **{k: v for k, v in dvc_inputs.items() if v},
         PROCESS_TAG: liveness.token(),
         **(tags or {}),
     }
@@ -329,7 +370,14 @@ def register_model(
     name = spec.registered
     client = MlflowClient()
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
-        client.create_registered_model(name, description=f"cardlab {task} model (see {spec.docs})")
+        card = spec.card
+        client.create_registered_model(
+            name,
+            description=f"{card.title}. {card.purpose} {card.bad} Intended use: {card.intended_use} "
+            f"One version per model digest (tag model_digest); lineage tags git_commit, dvc_md5_*, run_id; "
+            f"the monitoring gate's grades as gate_* (challenger only without an unwaived red). Method and "
+            f"grading: {spec.docs} in the cardlab repository.",
+        )
     existing = (
         client.search_model_versions(f"name = '{name}' and tags.model_digest = '{model_digest}'")
         if model_digest

@@ -42,7 +42,13 @@ from cardlab.explain import report as bank_report
 from cardlab.explain import shap_values
 from cardlab.modeling import metrics as model_metrics
 from cardlab.modeling.fairness import decision_mask, fairness_table, min_air
-from cardlab.modeling.workflow import experiment_name, load_model, read_snapshots
+from cardlab.modeling.workflow import (
+    experiment_name,
+    load_model,
+    model_digest,
+    model_run_name,
+    read_snapshots,
+)
 from cardlab.modeling.xgb import read_dictionary, task_features
 
 METRIC_KEYS = (
@@ -610,11 +616,13 @@ def explain(params: Params, task: str, features_root: Path, oracle: Path, out: P
 
 def _log_to_mlflow(params: Params, task: str, out: Path, metrics: dict, context: dict) -> None:
     run_file = out / ".mlflow_run"
-    run_id = json.loads(run_file.read_text()).get("run_id") if run_file.exists() else None
+    pointer = json.loads(run_file.read_text()) if run_file.exists() else {}
+    run_id = pointer.get("run_id")
+    logged_digest = pointer.get("model_digest") or model_digest(out)
     with tracking.resume_or_start(
         run_id,
         experiment_name=experiment_name(params, task),
-        run_name=f"{task}-model",
+        run_name=model_run_name(task, logged_digest),
         description=f"{task} model explanations and report (cardlab explain {task})",
         stage=f"explain@{task}",
         params_hash=params_hash(params.explain),

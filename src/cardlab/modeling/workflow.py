@@ -69,6 +69,12 @@ def experiment_name(params: Params, task: str) -> str:
     return f"{params.tracking.experiment_prefix}-{task}"
 
 
+def model_run_name(task: str, digest: str) -> str:
+    """``<task>-model-<first 8 hex of the model digest>``: two runs share a name only when they hold the same
+    model (a re-run that trained the same bytes), and the name matches the registered version's tag."""
+    return f"{task}-model-{digest[:8]}"
+
+
 def read_snapshots(features_root: Path, task: str) -> pd.DataFrame:
     """The snapshot rows of the frame ``task`` reads (``data/features/<frame>/``, cardlab.taskspec)."""
     path = Path(features_root) / taskspec.frame_of(task)
@@ -279,11 +285,11 @@ def save_models(
     fault_point("train.model_written")
     with tracking.stage_run(
         experiment_name=experiment_name(params, task),
-        run_name=f"{task}-model",
+        run_name=model_run_name(task, digest),
         description=description,
         stage=f"train@{task}",
         params_hash=params_hash(params.tune),
-        inputs={f"features_{task}": Path(features_root) / task},
+        inputs={f"features_{task}": Path(features_root) / taskspec.frame_of(task)},
         tags={"task": task, "model_digest": digest},
     ) as run:
         tracking.log_params(logged_params)
@@ -444,7 +450,7 @@ def log_evaluation(
     with tracking.resume_or_start(
         run_id,
         experiment_name=experiment_name(params, task),
-        run_name=f"{task}-model",
+        run_name=model_run_name(task, digest),
         description=description,
         stage=f"evaluate@{task}",
         params_hash=params_hash(params_slice),
@@ -479,14 +485,21 @@ def log_evaluation(
             registry_description = f"{registry_note}; thresholds {'passed' if passed else 'NOT passed'}."
         if gate is not None:
             registry_description += " " + monitoring.summary(gate)
-        tracking.register_model(
+        # lineage on the version itself: the run, the commit, the inputs as dvc.lock hashes them
+        lineage = {
+            "run_id": run.info.run_id,
+            **{k: v for k, v in run.data.tags.items() if k in ("git_commit", "git_dirty", "params_hash")},
+            **{k: v for k, v in run.data.tags.items() if k.startswith("dvc_md5_")},
+        }
+        version = tracking.register_model(
             task,
             uris["default"],
             challenger=passed,
             description=registry_description,
             model_digest=digest,
-            version_tags=gate_tags,
+            version_tags={**gate_tags, **lineage},
         )
+        tracking.set_tags({"registered_version": f"{taskspec.get(task).registered} v{version}"})
 
 
 def _scored_booster(out: Path) -> tuple[dict[str, Any], list[str]]:
