@@ -19,6 +19,7 @@ import pytest
 
 from cardlab.artifacts import write_parquet
 from cardlab.config import ChurnParams, Params
+from cardlab.explain.run import contract_metrics
 from cardlab.tasks import churn
 
 
@@ -124,7 +125,7 @@ def test_end_to_end_small_world(small_world, tmp_path, monkeypatch):
     out = tmp_path / "experiments" / "churn"
     churn.tune(params, root / "features", out)
     churn.train(params, root / "features", out)
-    m = churn.evaluate(params, root / "features", root / "oracle", out)
+    m = churn.evaluate(params, root / "features", root / "oracle", out, contract=contract_metrics)
 
     for key in (
         "oot_auc",

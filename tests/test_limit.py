@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from cardlab.config import Params
+from cardlab.explain.run import contract_metrics
 from cardlab.tasks import limit
 
 
@@ -110,7 +111,7 @@ def test_end_to_end_on_a_tiny_world(tiny_world, tmp_path, monkeypatch):
     out = tmp_path / "experiments" / "limit"
     limit.tune(p, root / "features", out)
     limit.train(p, root / "features", out)
-    m = limit.evaluate(p, root / "features", root / "oracle", out)
+    m = limit.evaluate(p, root / "features", root / "oracle", out, contract=contract_metrics)
     keys = {
         "policy_profit",
         "legacy_profit",
@@ -151,7 +152,7 @@ def test_end_to_end_on_a_tiny_world(tiny_world, tmp_path, monkeypatch):
             "plots/frontier.csv",
         )
     }
-    limit.evaluate(p, root / "features", root / "oracle", out)
+    limit.evaluate(p, root / "features", root / "oracle", out, contract=contract_metrics)
     after = {f: _digest(out / f) for f in before}
     assert before == after
     assert json.loads((out / "metrics.json").read_text())["n_decisions"] == len(preds)
