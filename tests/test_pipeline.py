@@ -107,7 +107,6 @@ def test_challenger_gate_agrees_with_the_reports_own_evidence(pipeline_root: Pat
 
     from cardlab import taskspec
     from cardlab.modeling import monitoring
-    from cardlab.tracking import configure
 
     params = load_params(pipeline_root / "params.yaml")
     plan = {i.key: i for i in monitoring.plan(params.credit.max_oot_psi, params.credit.min_oot_auc)}
@@ -129,10 +128,10 @@ def test_challenger_gate_agrees_with_the_reports_own_evidence(pipeline_root: Pat
             assert {"approval_ratio", "actual_to_predicted", "jeffreys"} <= {
                 g["indicator"] for g in gate["grades"]
             }
-        # the registry agrees: challenger iff passed, and the version carries the grades
-        os.environ.setdefault("CARDLAB_ROOT", str(pipeline_root))
-        configure()
-        client = MlflowClient()
+        # the registry agrees: challenger iff passed, and the version carries the grades (the pipeline's own
+        # store, whatever MLFLOW_TRACKING_URI other tests left in this process)
+        store = f"sqlite:///{pipeline_root / 'mlflow.db'}"
+        client = MlflowClient(tracking_uri=store, registry_uri=store)
         name = taskspec.get(task).registered
         digest = json.loads((pipeline_root / "experiments" / task / ".mlflow_run").read_text())[
             "model_digest"
