@@ -48,11 +48,13 @@ from cardlab.modeling.xgb import (
     TaskData,
     base_params,
     fit_booster,
+    fit_booster_dask,
     load_booster,
     read_dictionary,
     save_booster,
     task_features,
 )
+from cardlab.scale import engine
 
 SPLITS = ("train", "valid", "oot")
 # computes the explanation keys of a task's metrics.json contract: (params, task, features_root, oracle, out);
@@ -243,6 +245,21 @@ def fit_tuned(
         **(fixed or {}),
         **best,
     }
+    current = engine.current()
+    if engine.is_dask(current) and current.distributed_training and dtrain is None and dvalid is None:
+        # xgboost.dask across the workers (params.engine.distributed_training; docs/scale.md); a task that
+        # builds its own matrices (limit: weights and base margins) keeps the local fit
+        with engine.cluster(current) as client:
+            workers = max(1, len(client.scheduler_info().get("workers", {})))
+            booster = fit_booster_dask(
+                client,
+                booster_params,
+                data,
+                num_boost_round=tune.num_boost_round,
+                early_stopping_rounds=tune.early_stopping_rounds,
+                partitions=2 * workers,
+            )
+        return booster, booster_params
     booster = fit_booster(
         booster_params,
         data.matrix("train") if dtrain is None else dtrain,
