@@ -527,8 +527,8 @@ class EngineParams(StrictModel):
     # Optuna heartbeat of a running trial (RDB storage); a trial silent for 3 heartbeats is failed and retried
     heartbeat_s: Annotated[int, Field(ge=1, le=600)] = 10
     # train (engine dask): fit the final booster with xgboost.dask, its rows partitioned over the workers, for
-    # data one worker cannot hold. Off by default: distributed histogram sums make the booster equal to the
-    # local one only to floating-point tolerance, so model bytes (and dvc.lock) would change (docs/scale.md)
+    # data one worker cannot hold. Off by default: merged quantile sketches and distributed histogram sums make
+    # the booster close to the local one, not equal, so model bytes (and dvc.lock) would change (docs/scale.md)
     distributed_training: bool = False
 
 

@@ -138,8 +138,9 @@ def fit_booster_dask(
 ) -> xgb.Booster:
     """:func:`fit_booster` with ``xgboost.dask``: the train and valid rows as Dask arrays of ``partitions``
     row blocks, spread over the client's workers, which build the histograms and allreduce them. Early stopping
-    on the valid split as locally; the booster is trimmed to its best iteration. Equal to the local fit only
-    to floating-point tolerance (the order of the histogram sums depends on where the blocks sit)."""
+    on the valid split as locally; the booster is trimmed to its best iteration. Close to the local fit, not
+    equal: each worker sketches its own rows' quantiles (merged bins differ slightly) and the order of the
+    histogram sums depends on where the blocks sit (docs/scale.md)."""
     import dask.array as da
     import xgboost.dask as dxgb
 
