@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from cardlab.config import ParamsError
+from cardlab.errors import InputDataError
 from cardlab.modeling import monitoring
 
 PLAN = monitoring.plan(max_psi=0.25, min_auc=0.70)
@@ -58,9 +60,11 @@ def test_a_red_indicator_passes_only_when_waived_and_the_waiver_is_recorded():
 
 
 def test_typos_and_missing_metrics_fail_closed():
-    with pytest.raises(ValueError, match="unknown indicator"):
+    with pytest.raises(ParamsError, match="unknown indicator"):
         monitoring.gate(PLAN, HEALTHY, {"aproval_ratio": "typo"})
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ParamsError, match="unknown indicator"):
+        monitoring.check_waivers({"aproval_ratio": "typo"})
+    with pytest.raises(InputDataError, match="missing"):
         monitoring.gate(PLAN, {k: v for k, v in HEALTHY.items() if k != "oot_psi"}, {})
 
 

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cardlab.config import ParamsError
+from cardlab.errors import InputDataError
+
 GREEN, AMBER, RED = "green", "amber", "red"
 
 
@@ -126,15 +129,21 @@ def derived(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def check_waivers(waivers: dict[str, str], indicators: list[Indicator] | None = None) -> None:
+    """A waiver must name an indicator of the plan: a typo is a params error (one line at the CLI), raised
+    by evaluate before it writes anything, never a silent pass."""
+    keys = {i.key for i in (indicators or plan(0.25, 0.7))}
+    unknown = sorted(set(waivers) - keys)
+    if unknown:
+        raise ParamsError(f"gate_waivers: unknown indicator(s) {unknown}; the plan's keys are {sorted(keys)}")
+
+
 def gate(indicators: list[Indicator], metrics: dict[str, Any], waivers: dict[str, str]) -> dict[str, Any]:
     """Grade every gated indicator on ``metrics``; the gate passes when each red one is waived.
 
     Returns ``{"passed", "grades": [{indicator, metric, value, grade, waiver}], "red", "waived"}``. An
     unknown waiver key is an error (a typo must not pass a model), as is a gated metric that is missing."""
-    keys = {i.key for i in indicators}
-    unknown = sorted(set(waivers) - keys)
-    if unknown:
-        raise ValueError(f"gate_waivers: unknown indicator(s) {unknown}; the plan's keys are {sorted(keys)}")
+    check_waivers(waivers, indicators)
     grades: list[dict[str, Any]] = []
     red: list[str] = []
     waived: list[str] = []
@@ -143,7 +152,7 @@ def gate(indicators: list[Indicator], metrics: dict[str, Any], waivers: dict[str
             continue
         value = metrics.get(ind.metric)
         if value is None:
-            raise ValueError(
+            raise InputDataError(
                 f"monitoring gate: metric {ind.metric!r} ({ind.name}) is missing from the metrics"
             )
         grade = ind.grade(float(value))

@@ -89,6 +89,7 @@ def evaluate(
 ) -> dict:
     """Score every application, grade against the oracle, write metrics/predictions/plots, register."""
     cp = params.credit
+    monitoring.check_waivers(cp.gate_waivers)  # a typo stops evaluate before it replaces any output
     booster, features, _ = load_model(out)
     snapshots = read_snapshots(features_root, TASK)
     snapshots = snapshots.merge(read_pd_true(oracle), on=["customer_id", "snapshot_date"], how="left")

@@ -185,6 +185,7 @@ def evaluate(
     pre-shock decisions of the valid split graded the same way (``valid_*_profit``), the observable ceilings
     (profit capture and the PD model's AUC) and customer-clustered bootstrap bounds (modeling/grading.py)."""
     lp = params.limit
+    monitoring.check_waivers(lp.gate_waivers)  # a typo stops evaluate before it replaces any output
     out = Path(out)
     models, meta = load_models(out)
     df_all, names, _ = _load(features_root)
